@@ -1,0 +1,34 @@
+# The README's two commands are `make run` and `make test`; everything else is a convenience.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck unit services-up services-down clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## Serve the API on the embedded default (SQLite in ./var, no Kafka) on $PORT (default 8000).
+run: $(STAMP)
+	$(BIN)/governance serve --host $${HOST:-127.0.0.1} --port $${PORT:-8000}
+
+## Lint, type-check and run every test against SQLite, PostgreSQL and Kafka (started if needed).
+test: $(STAMP)
+	bash scripts/test.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+clean:
+	rm -rf $(VENV) var test-output

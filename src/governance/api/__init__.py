@@ -1,0 +1,1 @@
+"""The HTTP layer: request schema -> one application call -> response schema."""

@@ -1,0 +1,73 @@
+"""Dependencies the routes declare; tests override them through `app.dependency_overrides`."""
+
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from governance.api.errors import ApiError
+from governance.application import Caller, GovernanceApplication
+from governance.auth import InvalidToken, Principal
+from governance.runtime import Runtime
+from projections.store import ViewStore
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_application(runtime: RuntimeDep) -> GovernanceApplication:
+    return runtime.application
+
+
+Governance = Annotated[GovernanceApplication, Depends(get_application)]
+
+_bearer = HTTPBearer(auto_error=False, description="A JWT from `governance token` or your IdP")
+
+
+def authenticate(
+    runtime: RuntimeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None:
+        raise InvalidToken("send 'Authorization: Bearer <token>'")
+    return runtime.tokens.verify(credentials.credentials)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
+
+
+def current_caller(principal: CurrentPrincipal, request: Request) -> Caller:
+    """Who acts, and the request id (set by the middleware) stored on the events it causes."""
+    return Caller(actor=principal.account_id, request_id=request.state.request_id)
+
+
+CurrentCaller = Annotated[Caller, Depends(current_caller)]
+
+
+def caught_up_views(
+    runtime: RuntimeDep,
+    min_position: Annotated[
+        int | None,
+        Query(ge=0, description="Wait until the read models include this log position."),
+    ] = None,
+) -> ViewStore:
+    """The read models, once they include `min_position` (read-your-writes after a command)."""
+    if min_position is not None:
+        timeout = runtime.settings.min_position_timeout
+        if not runtime.projector.wait_for(min_position, timeout):
+            raise ApiError(
+                503,
+                "read_models_behind",
+                f"the read models did not reach position {min_position} within {timeout:g} s;"
+                " retry shortly",
+                headers={"Retry-After": "1"},
+            )
+    return runtime.views
+
+
+Views = Annotated[ViewStore, Depends(caught_up_views)]

@@ -1,0 +1,1 @@
+"""The domain model: aggregates and their events. Imports nothing else of ours."""

@@ -1,0 +1,32 @@
+"""Domain errors: a rule was broken. The HTTP layer maps each to one status code."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every rule the domain enforces."""
+
+    code = "domain_error"
+
+
+class SiteNotFound(DomainError):
+    code = "site_not_found"
+
+
+class SiteIdTaken(DomainError):
+    """The site id is registered already, under another organization or another name."""
+
+    code = "site_id_taken"
+
+
+class StalePolicyVersion(DomainError):
+    """An `If-Match` version no longer matches the current policy version."""
+
+    code = "stale_policy_version"
+
+    def __init__(self, expected: int, current: int) -> None:
+        super().__init__(
+            f"the policy is at version {current}, not {expected}; reload it and try again"
+        )
+        self.expected = expected
+        self.current = current

@@ -1,0 +1,35 @@
+"""How the `eventsourcing` library is configured from our settings (its environment keys)."""
+
+from __future__ import annotations
+
+from governance.config import Settings
+
+# The application's name prefixes the PostgreSQL table: governance_events.
+EVENTS_TABLE = "governance_events"
+
+
+def event_store_env(settings: Settings, *, create_table: bool) -> dict[str, str]:
+    """The library's environment for our one application, handed over explicitly."""
+    flag = "y" if create_table else "n"
+    if not settings.uses_postgres:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(settings.data_dir / "events.sqlite"),
+            "SQLITE_LOCK_TIMEOUT": "10",
+            "CREATE_TABLE": flag,
+        }
+    pg = settings.postgres
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": pg.dbname,
+        "POSTGRES_HOST": pg.host,
+        "POSTGRES_PORT": str(pg.port),
+        "POSTGRES_USER": pg.user,
+        "POSTGRES_PASSWORD": pg.password,
+        "POSTGRES_SCHEMA": settings.database_schema,
+        "POSTGRES_POOL_SIZE": str(settings.database_pool_size),
+        "POSTGRES_CONNECT_TIMEOUT": "5",
+        "POSTGRES_LOCK_TIMEOUT": "5",
+        "CREATE_TABLE": flag,
+    }

@@ -1,0 +1,107 @@
+"""Builds the parts one process needs from the settings: the one place that wires them."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from governance.application import GovernanceApplication
+from governance.auth import TokenCodec
+from governance.config import Settings
+from governance.eventstore import EVENTS_TABLE, event_store_env
+from projections.base import Projection
+from projections.listen import listen_for_events
+from projections.policy import SitePolicyProjection
+from projections.projector import Projector
+from projections.store import PostgresViewStore, SQLiteViewStore, ViewStore
+
+
+def all_projections() -> Sequence[Projection]:
+    return (SitePolicyProjection(),)
+
+
+class Runtime:
+    """The application service, the read models and their projector, for one process."""
+
+    def __init__(self, settings: Settings, *, create_tables: bool | None = None) -> None:
+        self.settings = settings
+        # The embedded default is one process, so it may create its own tables; with PostgreSQL
+        # only `governance migrate` does, because processes starting together race on DDL.
+        create = (not settings.uses_postgres) if create_tables is None else create_tables
+        self.application = GovernanceApplication(env=event_store_env(settings, create_table=create))
+        self.views = _view_store(settings)
+        self.projector = Projector(
+            self.application.recorder,
+            self.application.mapper,
+            self.views,
+            all_projections(),
+            batch_size=settings.projector_batch_size,
+        )
+        if create:
+            self.projector.create_tables()
+        self.tokens = TokenCodec(settings.resolved_jwt_secret())
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start_projector(self) -> None:
+        """Run the projector in a background thread, woken by new events."""
+        self.application.after_save.append(self.projector.wake.set)
+        self._start_listener()
+        self._spawn(self.projector.run, self._stop, self.settings.projector_idle_wait)
+
+    def run_projector(self) -> None:
+        """Run the projector in this thread until `close()` is called from another."""
+        self._start_listener()
+        self.projector.run(self._stop, self.settings.projector_idle_wait)
+
+    def _start_listener(self) -> None:
+        # SQLite cannot notify: there the in-process save hook and the idle timeout wake it.
+        url = self.settings.database_url
+        if url is not None:
+            self._spawn(listen_for_events, url, EVENTS_TABLE, self.projector.wake, self._stop)
+
+    def close_soon(self) -> None:
+        """Ask the running loops to stop after their current batch (safe from signal handlers)."""
+        self._stop.set()
+        self.projector.wake.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.projector.wake.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self.views.close()
+        self.application.close()
+
+    def _spawn(self, target: object, *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
+        thread.start()
+        self._threads.append(thread)
+
+
+def migrate(settings: Settings) -> None:
+    """Create every table once: the event store's and the read models'."""
+    if settings.uses_postgres:
+        _create_schema(settings)
+    Runtime(settings, create_tables=True).close()
+
+
+def _create_schema(settings: Settings) -> None:
+    import psycopg
+    from psycopg import sql
+
+    assert settings.database_url is not None
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                sql.Identifier(settings.database_schema)
+            )
+        )
+
+
+def _view_store(settings: Settings) -> ViewStore:
+    if settings.database_url is None:
+        return SQLiteViewStore(settings.data_dir / "views.sqlite")
+    return PostgresViewStore(
+        settings.database_url, settings.database_schema, settings.database_pool_size
+    )
