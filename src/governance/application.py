@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Recording
 
-from governance.domain.errors import SiteIdTaken, SiteNotFound
+from governance.domain.consent import ConsentReason, decide
+from governance.domain.errors import AppNotConnected, SiteIdTaken, SiteNotFound
+from governance.domain.grant import Grant, GrantFacts, InstalledBy
 from governance.domain.ids import site_aggregate_id
 from governance.domain.site import Site, UserInstalls
 
@@ -36,6 +39,24 @@ class PolicyState:
     reason: str | None
 
 
+class InstallStatus(StrEnum):
+    INSTALLED = "installed"
+    ALREADY_INSTALLED = "already_installed"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class InstallOutcome:
+    """What an install request came to; a refused one was still recorded (InstallBlocked)."""
+
+    status: InstallStatus
+    position: int
+    installed_by: InstalledBy
+    installed_at: datetime | None
+    policy_version: int
+    message: str | None = None
+
+
 @dataclass(frozen=True)
 class Caller:
     """Who issued a command, recorded on every event it causes."""
@@ -45,6 +66,7 @@ class Caller:
 
 
 _ATTEMPTS = 3
+T = TypeVar("T")
 
 
 class GovernanceApplication(Application[Any]):
@@ -73,7 +95,7 @@ class GovernanceApplication(Application[Any]):
         reason: str | None = None,
         expected_policy_version: int | None = None,
     ) -> tuple[CommandResult, PolicyState]:
-        for attempt in range(_ATTEMPTS):
+        def attempt() -> tuple[CommandResult, PolicyState]:
             site = self._get_site(site_id)
             changed = site.set_user_installs(
                 state,
@@ -82,15 +104,98 @@ class GovernanceApplication(Application[Any]):
                 request_id=caller.request_id,
                 expected_policy_version=expected_policy_version,
             )
-            if not changed:
-                return CommandResult(changed=False, position=self._head()), _policy(site)
-            try:
-                return CommandResult(changed=True, position=self._save(site)), _policy(site)
-            except IntegrityError:
-                # Another writer changed the site first: decide again on its new state.
-                if attempt == _ATTEMPTS - 1:
-                    raise
-        raise AssertionError("unreachable")
+            position = self._save(site) if changed else self._head()
+            return CommandResult(changed=changed, position=position), _policy(site)
+
+        return self._retrying(attempt)
+
+    def install_app(
+        self,
+        site_id: str,
+        app_id: str,
+        app_name: str,
+        scopes: Sequence[str],
+        caller: Caller,
+        installed_by: InstalledBy,
+    ) -> InstallOutcome:
+        """Install for the caller; while user installs are blocked, record a refusal instead."""
+        return self._retrying(
+            lambda: self._install(site_id, app_id, app_name, scopes, caller, installed_by)
+        )
+
+    def _install(
+        self,
+        site_id: str,
+        app_id: str,
+        app_name: str,
+        scopes: Sequence[str],
+        caller: Caller,
+        installed_by: InstalledBy,
+    ) -> InstallOutcome:
+        site = self._get_site(site_id)
+        grant = self._get_grant(site_id, app_id, caller.actor)
+        epoch = site.removal_epoch(app_id)
+
+        def outcome(status: InstallStatus, position: int) -> InstallOutcome:
+            return InstallOutcome(
+                status,
+                position,
+                InstalledBy(grant.installed_by or installed_by),
+                grant.installed_at,
+                site.policy_version,
+                verdict.message,
+            )
+
+        verdict = decide(site.user_installs, installed_by, granted=grant.covers(scopes, epoch))
+        if verdict.reason is ConsentReason.ALREADY_INSTALLED:
+            return outcome(InstallStatus.ALREADY_INSTALLED, self._head())
+        common = GrantFacts(
+            org_id=site.org_id,
+            site_id=site_id,
+            app_id=app_id,
+            app_name=app_name,
+            scopes=scopes,
+            account_id=caller.actor,
+            policy_version=site.policy_version,
+            request_id=caller.request_id,
+        )
+        if not verdict.allowed:
+            grant.refuse(common)
+            return outcome(InstallStatus.REFUSED, self._save(grant))
+        grant.install(common, installed_by=installed_by, removal_epoch=epoch)
+        return outcome(InstallStatus.INSTALLED, self._save(grant))
+
+    def uninstall_app(self, site_id: str, app_id: str, caller: Caller) -> CommandResult:
+        """The caller revokes their own grant (GrantNotFound when they have none)."""
+
+        def attempt() -> CommandResult:
+            site = self._get_site(site_id)
+            grant = self._get_grant(site_id, app_id, caller.actor)
+            grant.uninstall(
+                org_id=site.org_id,
+                site_id=site_id,
+                app_id=app_id,
+                account_id=caller.actor,
+                removal_epoch=site.removal_epoch(app_id),
+                request_id=caller.request_id,
+            )
+            return CommandResult(changed=True, position=self._save(grant))
+
+        return self._retrying(attempt)
+
+    def remove_app(
+        self, site_id: str, app_id: str, caller: Caller, reason: str | None, *, connected: bool
+    ) -> CommandResult:
+        """An admin removes the app for everyone on the site; `connected` comes from the view."""
+        if not connected:
+            raise AppNotConnected(f"{app_id!r} is not connected to site {site_id!r}")
+
+        def attempt() -> CommandResult:
+            site = self._get_site(site_id)
+            site.remove_app(app_id, actor=caller.actor, reason=reason, request_id=caller.request_id)
+            return CommandResult(changed=True, position=self._save(site))
+
+        return self._retrying(attempt)
 
     def site_org(self, site_id: str) -> str:
         """The organization a site belongs to (raises SiteNotFound)."""
@@ -106,7 +211,28 @@ class GovernanceApplication(Application[Any]):
             raise SiteNotFound(f"no site {site_id!r}") from None
         return site
 
-    def _save(self, *aggregates: Site) -> int:
+    def _get_grant(self, site_id: str, app_id: str, account_id: str) -> Grant:
+        try:
+            grant: Grant = self.repository.get(Grant.id_for(site_id, app_id, account_id))
+        except AggregateNotFoundError:
+            return Grant.open(site_id, app_id, account_id, datetime.now(UTC))
+        return grant
+
+    @staticmethod
+    def _retrying(command: Callable[[], T]) -> T:
+        """Run a command again when another writer saved the same aggregate first.
+
+        The command reloads and decides afresh each time, so a retry never applies stale state.
+        """
+        for attempt in range(_ATTEMPTS):
+            try:
+                return command()
+            except IntegrityError:
+                if attempt == _ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _save(self, *aggregates: Site | Grant) -> int:
         recordings: list[Recording[Any]] = self.save(*aggregates)
         for callback in self.after_save:
             callback()

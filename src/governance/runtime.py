@@ -10,6 +10,8 @@ from governance.auth import TokenCodec
 from governance.config import Settings
 from governance.eventstore import EVENTS_TABLE, event_store_env
 from projections.base import Projection
+from projections.connected_apps import ConnectedAppsProjection
+from projections.history import SiteHistoryProjection
 from projections.listen import listen_for_events
 from projections.policy import SitePolicyProjection
 from projections.projector import Projector
@@ -17,7 +19,7 @@ from projections.store import PostgresViewStore, SQLiteViewStore, ViewStore
 
 
 def all_projections() -> Sequence[Projection]:
-    return (SitePolicyProjection(),)
+    return (SitePolicyProjection(), ConnectedAppsProjection(), SiteHistoryProjection())
 
 
 class Runtime:

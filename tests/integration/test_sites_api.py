@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx2
 from fastapi.testclient import TestClient
 
 from governance.api.app import create_app
@@ -23,7 +24,9 @@ def register(client: TestClient, tokens: Tokens, site_id: str = "s1", org: str =
     return int(response.headers["X-Event-Position"])
 
 
-def block(client: TestClient, headers: dict[str, str], site_id: str = "s1", **extra: str) -> object:
+def block(
+    client: TestClient, headers: dict[str, str], site_id: str = "s1", **extra: str
+) -> httpx2.Response:
     return client.put(
         f"/v1/sites/{site_id}/policy/user-installs",
         json={"state": "blocked", "reason": "security review"},

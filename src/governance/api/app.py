@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 
 from governance.api.errors import install_error_handlers
-from governance.api.routes import health, sites
+from governance.api.routes import connected_apps, health, installs, sites
 from governance.config import Settings
 from governance.runtime import Runtime
 
@@ -39,6 +39,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(sites.router)
+    app.include_router(installs.router)
+    app.include_router(connected_apps.router)
     app.middleware("http")(_request_id)
     return app
 

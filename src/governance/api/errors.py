@@ -16,7 +16,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from governance.auth import InvalidToken
 from governance.domain.errors import (
+    AppNotConnected,
     DomainError,
+    GrantNotFound,
     SiteIdTaken,
     SiteNotFound,
     StalePolicyVersion,
@@ -53,6 +55,8 @@ def forbidden(message: str) -> ApiError:
 
 _DOMAIN_STATUS: dict[type[DomainError], int] = {
     SiteNotFound: 404,
+    GrantNotFound: 404,
+    AppNotConnected: 404,
     SiteIdTaken: 409,
     StalePolicyVersion: 412,
 }

@@ -56,3 +56,62 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     error: ErrorDetail
+
+
+AppId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+Scope = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class InstallRequest(Request):
+    app_id: AppId
+    app_name: Annotated[str, Field(min_length=1, max_length=200)]
+    scopes: Annotated[list[Scope], Field(max_length=100)] = []
+
+
+class InstallationPublic(BaseModel):
+    site_id: str
+    app_id: str
+    account_id: str
+    installed_by: Literal["user", "admin"]
+    installed_at: datetime | None
+
+
+class ConsentDecision(BaseModel):
+    decision: Literal["allow", "deny"]
+    reason: str
+    message: str | None
+    policy_version: int
+
+
+class ConnectedAppPublic(BaseModel):
+    app_id: str
+    app_name: str
+    installed_by: Literal["Users", "Admins"]
+    user_count: int
+    scopes: list[str]
+    installed_at: datetime
+    last_installed_at: datetime
+
+
+class ConnectedAppList(BaseModel):
+    site_id: str
+    apps: list[ConnectedAppPublic]
+
+
+class HistoryEntryPublic(BaseModel):
+    position: int
+    occurred_at: datetime
+    type: str
+    actor: str
+    summary: str
+    reason: str | None
+    app_id: str | None
+    account_id: str | None
+    policy_version: int | None
+    request_id: str | None
+
+
+class HistoryPage(BaseModel):
+    site_id: str
+    events: list[HistoryEntryPublic]
+    next_after: int | None

@@ -30,3 +30,15 @@ class StalePolicyVersion(DomainError):
         )
         self.expected = expected
         self.current = current
+
+
+class GrantNotFound(DomainError):
+    """The account has no active grant of that app on that site."""
+
+    code = "grant_not_found"
+
+
+class AppNotConnected(DomainError):
+    """No one has the app installed on that site."""
+
+    code = "app_not_connected"

@@ -42,6 +42,17 @@ class Site(Aggregate):
         reason: str | None
         request_id: str | None
 
+    class AppRemoved(Aggregate.Event):
+        """An admin removed an app from the site: every account's grant of it is revoked."""
+
+        org_id: str
+        site_id: str
+        app_id: str
+        removal_epoch: int
+        actor: str
+        reason: str | None
+        request_id: str | None
+
     @staticmethod
     def create_id(org_id: str, site_id: str, name: str, actor: str, request_id: str | None) -> UUID:
         del org_id, name, actor, request_id  # the id depends on the site id alone
@@ -58,6 +69,8 @@ class Site(Aggregate):
         self.policy_version = 1
         self.updated_by = actor
         self.reason: str | None = None
+        # Per app, how many times an admin removed it: grants from an older epoch are revoked.
+        self.removal_epochs: dict[str, int] = {}
 
     def set_user_installs(
         self,
@@ -83,6 +96,23 @@ class Site(Aggregate):
             request_id=request_id,
         )
         return True
+
+    def removal_epoch(self, app_id: str) -> int:
+        return self.removal_epochs.get(app_id, 0)
+
+    def remove_app(
+        self, app_id: str, *, actor: str, reason: str | None, request_id: str | None
+    ) -> None:
+        """Revoke every grant of the app on this site (the caller checked it is connected)."""
+        self._remove_app(
+            org_id=self.org_id,
+            site_id=self.site_id,
+            app_id=app_id,
+            removal_epoch=self.removal_epoch(app_id) + 1,
+            actor=actor,
+            reason=reason,
+            request_id=request_id,
+        )
 
     # The apply steps below only assign: replaying them never re-runs a decision.
 
@@ -115,3 +145,16 @@ class Site(Aggregate):
         self.policy_version = policy_version
         self.updated_by = actor
         self.reason = reason
+
+    @event(AppRemoved)
+    def _remove_app(
+        self,
+        org_id: str,
+        site_id: str,
+        app_id: str,
+        removal_epoch: int,
+        actor: str,
+        reason: str | None,
+        request_id: str | None,
+    ) -> None:
+        self.removal_epochs[app_id] = removal_epoch

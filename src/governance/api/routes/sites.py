@@ -1,15 +1,14 @@
 """Sites of an organization and their "user-installed apps" policy."""
 
 import re
-from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Response
+from fastapi import APIRouter, Header, Response
 
 from governance.api.deps import CurrentCaller, CurrentPrincipal, Governance, Views
 from governance.api.errors import ApiError, forbidden, not_found
+from governance.api.params import AsOf, OrgId, SiteId
 from governance.api.schemas import (
-    Identifier,
     PolicyPublic,
     SiteList,
     SitePublic,
@@ -24,8 +23,6 @@ from projections import policy as policy_view
 
 router = APIRouter(prefix="/v1", tags=["sites"])
 
-OrgId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
-SiteId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 _ETAG = re.compile(r'^(?:W/)?"?(\d{1,9})"?$')
 
 
@@ -85,9 +82,7 @@ def get_policy(
     site_id: SiteId,
     principal: CurrentPrincipal,
     views: Views,
-    as_of: Annotated[
-        datetime | None, Query(description="ISO 8601 with a zone: the policy in force then.")
-    ] = None,
+    as_of: AsOf = None,
 ) -> PolicyPublic:
     with views.read() as tx:
         current = policy_view.get_policy(tx, site_id)
@@ -95,7 +90,7 @@ def get_policy(
             raise not_found("site")
         _may_read_policy(principal, current.org_id, site_id)
         if as_of is not None:
-            current = policy_view.get_policy_as_of(tx, site_id, _aware(as_of))
+            current = policy_view.get_policy_as_of(tx, site_id, as_of)
             if current is None:
                 raise ApiError(404, "not_found", "the site was not registered yet at that time")
     return _policy_public(current)
@@ -157,17 +152,6 @@ def _expected_version(if_match: str | None) -> int | None:
     return int(match.group(1))
 
 
-def _aware(moment: datetime) -> datetime:
-    if moment.tzinfo is None:
-        raise ApiError(
-            422,
-            "invalid_request",
-            "as_of: give a time zone, e.g. 2026-01-31T12:00:00Z",
-            details=[{"field": "as_of", "message": "give a time zone, e.g. 2026-01-31T12:00:00Z"}],
-        )
-    return moment
-
-
 def _policy_public(policy: policy_view.SitePolicy) -> PolicyPublic:
     return PolicyPublic(
         site_id=policy.site_id,
@@ -180,4 +164,3 @@ def _policy_public(policy: policy_view.SitePolicy) -> PolicyPublic:
     )
 
 
-__all__ = ["Identifier", "router"]

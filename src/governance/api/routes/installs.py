@@ -1,0 +1,90 @@
+"""End users' and admins' installs, self-revocations, and the consent screen's question."""
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+
+from governance.api.access import installer_role, same_org
+from governance.api.deps import CurrentCaller, CurrentPrincipal, Governance, Views
+from governance.api.errors import error_body
+from governance.api.params import AppIdPath, AppIdQuery, SiteId
+from governance.api.schemas import ConsentDecision, ErrorBody, InstallationPublic, InstallRequest
+from governance.application import InstallStatus
+from governance.domain.consent import decide
+from governance.domain.site import UserInstalls
+from projections import connected_apps as apps_view
+from projections import policy as policy_view
+
+router = APIRouter(prefix="/v1/sites/{site_id}", tags=["installs"])
+
+
+@router.post(
+    "/installations",
+    status_code=201,
+    response_model=InstallationPublic,
+    responses={
+        200: {"model": InstallationPublic, "description": "Already installed: nothing recorded"},
+        403: {"model": ErrorBody, "description": "Refused (code user_installs_blocked)"},
+    },
+)
+def install(
+    site_id: SiteId,
+    body: InstallRequest,
+    principal: CurrentPrincipal,
+    caller: CurrentCaller,
+    governance: Governance,
+    response: Response,
+) -> InstallationPublic | JSONResponse:
+    org_id = same_org(principal, governance.site_org(site_id))
+    role = installer_role(principal, org_id, site_id)
+    outcome = governance.install_app(site_id, body.app_id, body.app_name, body.scopes, caller, role)
+    position = {"X-Event-Position": str(outcome.position)}
+    if outcome.status is InstallStatus.REFUSED:
+        refusal = error_body(
+            "user_installs_blocked",
+            outcome.message or "installs are blocked",
+            policy_version=outcome.policy_version,
+        )
+        return JSONResponse(refusal, status_code=403, headers=position)
+    response.status_code = 201 if outcome.status is InstallStatus.INSTALLED else 200
+    response.headers.update(position)
+    return InstallationPublic(
+        site_id=site_id,
+        app_id=body.app_id,
+        account_id=principal.account_id,
+        installed_by=outcome.installed_by.value,
+        installed_at=outcome.installed_at,
+    )
+
+
+@router.delete("/installations/{app_id}", status_code=204)
+def uninstall(
+    site_id: SiteId,
+    app_id: AppIdPath,
+    principal: CurrentPrincipal,
+    caller: CurrentCaller,
+    governance: Governance,
+) -> Response:
+    org_id = same_org(principal, governance.site_org(site_id))
+    installer_role(principal, org_id, site_id)
+    result = governance.uninstall_app(site_id, app_id, caller)
+    return Response(status_code=204, headers={"X-Event-Position": str(result.position)})
+
+
+@router.get("/consent", response_model=ConsentDecision)
+def consent(
+    site_id: SiteId, app_id: AppIdQuery, principal: CurrentPrincipal, views: Views
+) -> ConsentDecision:
+    """May the caller install this app now? What a consent screen asks before showing Accept."""
+    with views.read() as tx:
+        policy = policy_view.get_policy(tx, site_id)
+        org_id = same_org(principal, policy.org_id if policy else None)
+        role = installer_role(principal, org_id, site_id)
+        grant = apps_view.account_grant(tx, site_id, app_id, principal.account_id)
+    assert policy is not None
+    verdict = decide(UserInstalls(policy.user_installs), role, granted=grant is not None)
+    return ConsentDecision(
+        decision="allow" if verdict.allowed else "deny",
+        reason=verdict.reason.value,
+        message=verdict.message,
+        policy_version=policy.version,
+    )
