@@ -25,7 +25,7 @@ PORT="${GOVERNANCE_TEST_KAFKA_PORT:-59092}"
 CONTROLLER_PORT=$((PORT + 1))
 
 # Jars are shared by every clone and every port; broker state is per port and thrown away on stop.
-LIB_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/governance/kafka-$KAFKA_VERSION/libs"
+LIB_DIR="${XDG_CACHE_HOME:-${HOME:-/var/tmp}/.cache}/governance/kafka-$KAFKA_VERSION/libs"
 RUN_DIR="/var/tmp/governance-kafka-$PORT"
 PID_FILE="$RUN_DIR/broker.pid" # exists only while a broker started by this script may be running
 LOG_FILE="$RUN_DIR/broker.log"
@@ -43,6 +43,7 @@ die() {
 
 # True if a TCP connection to host:port succeeds within 3 s (bash's /dev/tcp: no extra tools needed).
 port_open() {
+    # shellcheck disable=SC2016 # $1/$2 are meant for the inner bash
     timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null
 }
 
@@ -123,8 +124,9 @@ ensure_jars() {
     local tmp="$LIB_DIR.tmp.$$"
     rm -rf "$tmp"
     mkdir -p "$tmp"
+    # All of Maven's output to stderr, minus the colour resets it prints even in batch mode.
     if ! mvn -B -q -Dstyle.color=never -f "$KAFKA_DIR/pom.xml" dependency:copy-dependencies \
-        -DincludeScope=runtime -DoutputDirectory="$tmp" >&2; then
+        -DincludeScope=runtime -DoutputDirectory="$tmp" 2>&1 | sed 's/\x1b\[[0-9;]*m//g' >&2; then
         rm -rf "$tmp"
         die "mvn could not fetch the Kafka jars (see the Maven output above)"
     fi
@@ -150,7 +152,20 @@ new_cluster_id() {
     printf '%s\n' "$id"
 }
 
+# On a failed start: the first error lines (the cause, usually) and the end of the broker log.
+show_broker_log() {
+    log "$1; first errors in $LOG_FILE:"
+    grep -E ' (ERROR|FATAL) |Exception:' "$LOG_FILE" 2>/dev/null | head -n 5 >&2 || true
+    log "last lines of $LOG_FILE:"
+    tail -n 40 "$LOG_FILE" >&2 || true
+}
+
 start_local() {
+    # The client port is known to be free (cmd_start checked); the controller port must be too,
+    # or the broker dies with a BindException deep in its log.
+    if port_open "$HOST" "$CONTROLLER_PORT"; then
+        die "port $CONTROLLER_PORT (the controller port, client port + 1) is already in use; stop whatever holds it or set GOVERNANCE_TEST_KAFKA_PORT"
+    fi
     ensure_jars
 
     # A stale run directory (broker crashed, machine rebooted) is thrown away: tests want a fresh,
@@ -182,6 +197,7 @@ start_local() {
     # setsid: own session, so a Ctrl-C in the terminal (or the end of the calling job's process
     # group) does not take the broker down. The inner bash writes its pid and then execs java, so
     # the pid file holds the JVM's pid.
+    # shellcheck disable=SC2016 # $$, $1 and $@ are meant for the inner bash
     setsid nohup bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$PID_FILE" \
         java -Xms256m -Xmx768m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
         -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
@@ -193,8 +209,7 @@ start_local() {
     while :; do
         [[ -z "$pid" && -f "$PID_FILE" ]] && pid="$(cat "$PID_FILE")"
         if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then
-            log "the broker exited during startup; last lines of $LOG_FILE:"
-            tail -n 60 "$LOG_FILE" >&2 || true
+            show_broker_log "the broker exited during startup"
             rm -f "$PID_FILE"
             die "Kafka did not start"
         fi
@@ -202,8 +217,7 @@ start_local() {
             break
         fi
         if ((SECONDS >= deadline)); then
-            log "the broker was not ready after ${READY_TIMEOUT}s; last lines of $LOG_FILE:"
-            tail -n 60 "$LOG_FILE" >&2 || true
+            show_broker_log "the broker was not ready after ${READY_TIMEOUT}s"
             stop_local
             die "Kafka did not start in time"
         fi
@@ -272,7 +286,9 @@ main() {
     local cmd="${1:-}"
     case "$cmd" in
     start | stop)
-        exec 9>"$LOCK_FILE"
+        # Opened read-only (flock needs no more), so a lock file made by another user still works.
+        [[ -e "$LOCK_FILE" ]] || : >"$LOCK_FILE"
+        exec 9<"$LOCK_FILE"
         flock -w 120 9 || die "another kafka.sh holds $LOCK_FILE"
         if [[ "$cmd" == start ]]; then cmd_start; else stop_local; fi
         ;;

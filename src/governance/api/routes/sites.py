@@ -162,5 +162,3 @@ def _policy_public(policy: policy_view.SitePolicy) -> PolicyPublic:
         updated_by=policy.updated_by,
         reason=policy.reason,
     )
-
-

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The README's test command (`make test`): lint, type-check, then every test tier against the
+# embedded default, the real PostgreSQL and the real Kafka. Servers named by DATABASE_URL and
+# KAFKA_BOOTSTRAP_SERVERS are used as they are; otherwise local ones are installed and started
+# on loopback, and stopped again at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+
+echo "== ruff"
+"$BIN/ruff" check .
+"$BIN/ruff" format --check .
+echo "== mypy --strict"
+"$BIN/mypy"
+
+cleanup() {
+    bash scripts/kafka.sh stop || true
+    bash scripts/postgres.sh stop || true
+}
+trap cleanup EXIT
+
+echo "== PostgreSQL"
+DATABASE_URL=$(bash scripts/postgres.sh start)
+export DATABASE_URL
+echo "using PostgreSQL at ${DATABASE_URL%%://*}://...@${DATABASE_URL##*@}"
+echo "== Kafka"
+KAFKA_BOOTSTRAP_SERVERS=$(bash scripts/kafka.sh start)
+export KAFKA_BOOTSTRAP_SERVERS
+echo "using Kafka at $KAFKA_BOOTSTRAP_SERVERS"
+
+echo "== pytest"
+mkdir -p test-output
+"$BIN/pytest" "$@"
