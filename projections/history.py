@@ -25,6 +25,7 @@ class HistoryEntry:
     account_id: str | None
     policy_version: int | None
     request_id: str | None
+    on_behalf_of: str | None
 
 
 class SiteHistoryProjection(Projection):
@@ -41,7 +42,8 @@ class SiteHistoryProjection(Projection):
             app_id TEXT,
             account_id TEXT,
             policy_version INTEGER,
-            request_id TEXT
+            request_id TEXT,
+            on_behalf_of TEXT
         )""",
         "CREATE INDEX IF NOT EXISTS site_history_site ON site_history (site_id, position)",
         # App names as last seen on the site, so removals can name the app they removed.
@@ -156,6 +158,8 @@ class _Recorded(Protocol):
     @property
     def request_id(self) -> str | None: ...
     @property
+    def on_behalf_of(self) -> str | None: ...
+    @property
     def timestamp(self) -> datetime: ...
 
 
@@ -185,8 +189,9 @@ def _write(
 ) -> None:
     tx.execute(
         "INSERT INTO site_history (position, site_id, occurred_at, type, actor, summary, reason,"
-        " app_id, account_id, policy_version, request_id) VALUES (%(p)s, %(s)s, %(t)s, %(type)s,"
-        " %(actor)s, %(summary)s, %(reason)s, %(app)s, %(account)s, %(version)s, %(rid)s)",
+        " app_id, account_id, policy_version, request_id, on_behalf_of) VALUES (%(p)s, %(s)s,"
+        " %(t)s, %(type)s, %(actor)s, %(summary)s, %(reason)s, %(app)s, %(account)s,"
+        " %(version)s, %(rid)s, %(obo)s)",
         {
             "p": position,
             "s": event.site_id,
@@ -199,6 +204,7 @@ def _write(
             "account": account_id,
             "version": policy_version,
             "rid": event.request_id,
+            "obo": event.on_behalf_of,
         },
     )
 
@@ -206,7 +212,7 @@ def _write(
 def site_history(tx: Tx, site_id: str, after: int, limit: int) -> Sequence[HistoryEntry]:
     rows = tx.all(
         "SELECT position, occurred_at, type, actor, summary, reason, app_id, account_id,"
-        " policy_version, request_id FROM site_history"
+        " policy_version, request_id, on_behalf_of FROM site_history"
         " WHERE site_id = %(s)s AND position > %(after)s ORDER BY position LIMIT %(limit)s",
         {"s": site_id, "after": after, "limit": limit},
     )
@@ -222,6 +228,7 @@ def site_history(tx: Tx, site_id: str, after: int, limit: int) -> Sequence[Histo
             account_id=row["account_id"],
             policy_version=row["policy_version"],
             request_id=row["request_id"],
+            on_behalf_of=row["on_behalf_of"],
         )
         for row in rows
     ]

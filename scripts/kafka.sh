@@ -105,7 +105,12 @@ our_broker_pid() {
     pid="$(cat "$PID_FILE" 2>/dev/null || true)"
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
     kill -0 "$pid" 2>/dev/null || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'kafka\.Kafka' || return 1
+    # Ours if its command line names this run directory's server.properties: true for the JVM and
+    # for the short-lived wrapper that execs it. (Read into a variable: `... | grep -q` under
+    # pipefail fails at random when grep exits before tr has written everything.)
+    local cmdline
+    cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
+    [[ "$cmdline" == *"$RUN_DIR/server.properties"* ]] || return 1
     printf '%s\n' "$pid"
 }
 
@@ -241,7 +246,8 @@ stop_local() {
     local pid
     if ! pid="$(our_broker_pid)"; then
         if [[ -f "$PID_FILE" ]]; then
-            # We started a broker here before, and it is gone already: just clean up after it.
+            # We started a broker here before, and it is gone already (or its pid now belongs to
+            # an unrelated process): just clean up after it.
             log "broker on port $PORT is not running any more; removing $RUN_DIR"
             rm -rf "$RUN_DIR"
         else

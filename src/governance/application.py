@@ -11,11 +11,12 @@ from typing import Any, TypeVar
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Recording
 
+from governance.domain.actor import Actor
 from governance.domain.consent import ConsentReason, decide
 from governance.domain.errors import AppNotConnected, SiteIdTaken, SiteNotFound
-from governance.domain.grant import Grant, GrantFacts, InstalledBy
+from governance.domain.grant import Grant, InstalledBy, InstallRequest
 from governance.domain.ids import site_aggregate_id
-from governance.domain.site import Site, UserInstalls
+from governance.domain.site import ExistingUserInstalls, Site, UserInstalls
 
 
 @dataclass(frozen=True)
@@ -57,14 +58,6 @@ class InstallOutcome:
     message: str | None = None
 
 
-@dataclass(frozen=True)
-class Caller:
-    """Who issued a command, recorded on every event it causes."""
-
-    actor: str
-    request_id: str | None = None
-
-
 _ATTEMPTS = 3
 T = TypeVar("T")
 
@@ -77,11 +70,11 @@ class GovernanceApplication(Application[Any]):
         # Called after every save, e.g. to wake an in-process projector at once.
         self.after_save: list[Callable[[], None]] = []
 
-    def register_site(self, org_id: str, site_id: str, name: str, caller: Caller) -> CommandResult:
+    def register_site(self, org_id: str, site_id: str, name: str, by: Actor) -> CommandResult:
         try:
             existing = self._get_site(site_id)
         except SiteNotFound:
-            site = Site(org_id, site_id, name, caller.actor, caller.request_id)
+            site = Site.register(org_id, site_id, name, by)
             return CommandResult(changed=True, position=self._save(site))
         if existing.org_id != org_id or existing.name != name:
             raise SiteIdTaken(f"site id {site_id!r} is already registered")
@@ -91,18 +84,19 @@ class GovernanceApplication(Application[Any]):
         self,
         site_id: str,
         state: UserInstalls,
-        caller: Caller,
+        by: Actor,
         reason: str | None = None,
         expected_policy_version: int | None = None,
+        existing_user_installs: ExistingUserInstalls = ExistingUserInstalls.KEEP,
     ) -> tuple[CommandResult, PolicyState]:
         def attempt() -> tuple[CommandResult, PolicyState]:
             site = self._get_site(site_id)
             changed = site.set_user_installs(
                 state,
-                actor=caller.actor,
+                by,
                 reason=reason,
-                request_id=caller.request_id,
                 expected_policy_version=expected_policy_version,
+                existing_user_installs=existing_user_installs,
             )
             position = self._save(site) if changed else self._head()
             return CommandResult(changed=changed, position=position), _policy(site)
@@ -115,12 +109,12 @@ class GovernanceApplication(Application[Any]):
         app_id: str,
         app_name: str,
         scopes: Sequence[str],
-        caller: Caller,
+        by: Actor,
         installed_by: InstalledBy,
     ) -> InstallOutcome:
         """Install for the caller; while user installs are blocked, record a refusal instead."""
         return self._retrying(
-            lambda: self._install(site_id, app_id, app_name, scopes, caller, installed_by)
+            lambda: self._install(site_id, app_id, app_name, scopes, by, installed_by)
         )
 
     def _install(
@@ -129,11 +123,11 @@ class GovernanceApplication(Application[Any]):
         app_id: str,
         app_name: str,
         scopes: Sequence[str],
-        caller: Caller,
+        by: Actor,
         installed_by: InstalledBy,
     ) -> InstallOutcome:
         site = self._get_site(site_id)
-        grant = self._get_grant(site_id, app_id, caller.actor)
+        grant = self._get_grant(site_id, app_id, by.account_id)
         epoch = site.removal_epoch(app_id)
 
         def outcome(status: InstallStatus, position: int) -> InstallOutcome:
@@ -149,42 +143,35 @@ class GovernanceApplication(Application[Any]):
         verdict = decide(site.user_installs, installed_by, granted=grant.covers(scopes, epoch))
         if verdict.reason is ConsentReason.ALREADY_INSTALLED:
             return outcome(InstallStatus.ALREADY_INSTALLED, self._head())
-        common = GrantFacts(
+        request = InstallRequest(
             org_id=site.org_id,
             site_id=site_id,
             app_id=app_id,
             app_name=app_name,
             scopes=scopes,
-            account_id=caller.actor,
             policy_version=site.policy_version,
-            request_id=caller.request_id,
         )
         if not verdict.allowed:
-            grant.refuse(common)
+            grant.refuse(request, by)
             return outcome(InstallStatus.REFUSED, self._save(grant))
-        grant.install(common, installed_by=installed_by, removal_epoch=epoch)
+        grant.install(request, by, installed_by=installed_by, removal_epoch=epoch)
         return outcome(InstallStatus.INSTALLED, self._save(grant))
 
-    def uninstall_app(self, site_id: str, app_id: str, caller: Caller) -> CommandResult:
+    def uninstall_app(self, site_id: str, app_id: str, by: Actor) -> CommandResult:
         """The caller revokes their own grant (GrantNotFound when they have none)."""
 
         def attempt() -> CommandResult:
             site = self._get_site(site_id)
-            grant = self._get_grant(site_id, app_id, caller.actor)
+            grant = self._get_grant(site_id, app_id, by.account_id)
             grant.uninstall(
-                org_id=site.org_id,
-                site_id=site_id,
-                app_id=app_id,
-                account_id=caller.actor,
-                removal_epoch=site.removal_epoch(app_id),
-                request_id=caller.request_id,
+                site.org_id, site_id, app_id, by, removal_epoch=site.removal_epoch(app_id)
             )
             return CommandResult(changed=True, position=self._save(grant))
 
         return self._retrying(attempt)
 
     def remove_app(
-        self, site_id: str, app_id: str, caller: Caller, reason: str | None, *, connected: bool
+        self, site_id: str, app_id: str, by: Actor, reason: str | None, *, connected: bool
     ) -> CommandResult:
         """An admin removes the app for everyone on the site; `connected` comes from the view."""
         if not connected:
@@ -192,7 +179,7 @@ class GovernanceApplication(Application[Any]):
 
         def attempt() -> CommandResult:
             site = self._get_site(site_id)
-            site.remove_app(app_id, actor=caller.actor, reason=reason, request_id=caller.request_id)
+            site.remove_app(app_id, by, reason=reason)
             return CommandResult(changed=True, position=self._save(site))
 
         return self._retrying(attempt)

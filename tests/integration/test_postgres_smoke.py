@@ -7,7 +7,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from governance.application import Caller
+from governance.domain.actor import Actor
 from governance.domain.site import UserInstalls
 from governance.runtime import Runtime, migrate
 from tests.conftest import drop_schema, make_settings
@@ -19,8 +19,8 @@ def test_events_round_trip_through_postgres(postgres_url: str, tmp_path: Path) -
     try:
         runtime = Runtime(settings)
         try:
-            runtime.application.register_site("acme", "s1", "One", Caller("alice"))
-            runtime.application.set_user_installs("s1", UserInstalls.BLOCKED, Caller("alice"))
+            runtime.application.register_site("acme", "s1", "One", Actor("alice"))
+            runtime.application.set_user_installs("s1", UserInstalls.BLOCKED, Actor("alice"))
             stored = runtime.application.recorder.select_notifications(start=1, limit=10)
             events = [runtime.application.mapper.to_domain_event(n) for n in stored]
         finally:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from governance.application import Caller, GovernanceApplication
+from governance.application import GovernanceApplication
+from governance.domain.actor import Actor
 from governance.domain.errors import SiteIdTaken, SiteNotFound
 from governance.domain.ids import site_aggregate_id
 from governance.domain.site import Site, UserInstalls
 
-ALICE = Caller("alice", "req-1")
+ALICE = Actor("alice", "req-1")
 
 
 @pytest.fixture
@@ -40,7 +41,7 @@ def test_a_site_id_of_another_org_or_name_is_taken(app: GovernanceApplication) -
 def test_block_then_block_again_writes_one_event(app: GovernanceApplication) -> None:
     app.register_site("acme", "s1", "One", ALICE)
     result, state = app.set_user_installs("s1", UserInstalls.BLOCKED, ALICE, reason="why")
-    again, same = app.set_user_installs("s1", UserInstalls.BLOCKED, Caller("bob"))
+    again, same = app.set_user_installs("s1", UserInstalls.BLOCKED, Actor("bob"))
     assert result.changed and not again.changed
     assert (state.user_installs, state.version, state.updated_by, state.reason) == (
         "blocked",

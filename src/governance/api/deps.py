@@ -6,8 +6,9 @@ from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from governance.api.errors import ApiError
-from governance.application import Caller, GovernanceApplication
+from governance.application import GovernanceApplication
 from governance.auth import InvalidToken, Principal
+from governance.domain.actor import Actor
 from governance.runtime import Runtime
 from projections.store import ViewStore
 
@@ -41,12 +42,12 @@ def authenticate(
 CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
 
 
-def current_caller(principal: CurrentPrincipal, request: Request) -> Caller:
+def current_actor(principal: CurrentPrincipal, request: Request) -> Actor:
     """Who acts, and the request id (set by the middleware) stored on the events it causes."""
-    return Caller(actor=principal.account_id, request_id=request.state.request_id)
+    return Actor(principal.account_id, request_id=request.state.request_id)
 
 
-CurrentCaller = Annotated[Caller, Depends(current_caller)]
+CurrentActor = Annotated[Actor, Depends(current_actor)]
 
 
 def caught_up_views(

@@ -5,8 +5,6 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# Identifiers appear in URLs, logs and Kafka keys: keep them to a safe alphabet.
-Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 Reason = Annotated[str, Field(max_length=500)]
 
 
@@ -58,6 +56,7 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+# Identifiers appear in URLs, logs and Kafka keys: keep them to a safe alphabet.
 AppId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 Scope = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -109,6 +108,7 @@ class HistoryEntryPublic(BaseModel):
     account_id: str | None
     policy_version: int | None
     request_id: str | None
+    on_behalf_of: str | None
 
 
 class HistoryPage(BaseModel):

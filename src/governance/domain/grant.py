@@ -13,8 +13,7 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.domain import event
-
+from governance.domain.actor import Actor
 from governance.domain.errors import GrantNotFound
 from governance.domain.ids import grant_aggregate_id
 from governance.domain.stream import ImplicitAggregate
@@ -26,20 +25,20 @@ class InstalledBy(StrEnum):
 
 
 @dataclass(frozen=True)
-class GrantFacts:
-    """What an install or a refused attempt records about who asked for which app where."""
+class InstallRequest:
+    """Which app, with which scopes, an account asks for on a site, under which policy version."""
 
     org_id: str
     site_id: str
     app_id: str
     app_name: str
     scopes: Sequence[str]
-    account_id: str
     policy_version: int
-    request_id: str | None
 
 
 class Grant(ImplicitAggregate):
+    """Each event's `apply` only assigns state: replaying the stream never re-runs a decision."""
+
     class AppInstalled(ImplicitAggregate.Event):
         org_id: str
         site_id: str
@@ -51,6 +50,7 @@ class Grant(ImplicitAggregate):
         policy_version: int
         removal_epoch: int
         actor: str
+        on_behalf_of: str | None
         request_id: str | None
 
         def apply(self, aggregate: Any) -> None:
@@ -61,6 +61,8 @@ class Grant(ImplicitAggregate):
             aggregate.installed_at = self.timestamp
 
     class InstallBlocked(ImplicitAggregate.Event):
+        """An attempt the policy refused; it changes nothing but the record."""
+
         org_id: str
         site_id: str
         app_id: str
@@ -69,6 +71,7 @@ class Grant(ImplicitAggregate):
         account_id: str
         policy_version: int
         actor: str
+        on_behalf_of: str | None
         request_id: str | None
 
     class AppUninstalled(ImplicitAggregate.Event):
@@ -78,11 +81,16 @@ class Grant(ImplicitAggregate):
         account_id: str
         removal_epoch: int
         actor: str
+        on_behalf_of: str | None
         request_id: str | None
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.installed = False
+            aggregate.scopes = []
 
     @classmethod
     def open(cls, site_id: str, app_id: str, account_id: str, now: datetime) -> Grant:
-        return cls.empty(grant_aggregate_id(site_id, app_id, account_id), now)
+        return cls.empty(cls.id_for(site_id, app_id, account_id), now)
 
     @staticmethod
     def id_for(site_id: str, app_id: str, account_id: str) -> UUID:
@@ -102,91 +110,59 @@ class Grant(ImplicitAggregate):
     def covers(self, scopes: Sequence[str], removal_epoch: int) -> bool:
         return self.is_active(removal_epoch) and set(scopes) <= set(self.scopes)
 
-    def install(self, facts: GrantFacts, *, installed_by: InstalledBy, removal_epoch: int) -> bool:
+    def install(
+        self,
+        request: InstallRequest,
+        by: Actor,
+        *,
+        installed_by: InstalledBy,
+        removal_epoch: int,
+    ) -> bool:
         """Record the install; False (nothing recorded) when the grant already covers it."""
-        if self.covers(facts.scopes, removal_epoch):
+        if self.covers(request.scopes, removal_epoch):
             return False
         # Consenting to more scopes widens an active grant; after a revocation it starts afresh.
         kept = self.scopes if self.is_active(removal_epoch) else []
         self.trigger_event(
             self.AppInstalled,
-            org_id=facts.org_id,
-            site_id=facts.site_id,
-            app_id=facts.app_id,
-            app_name=facts.app_name,
-            scopes=sorted(set(facts.scopes) | set(kept)),
-            account_id=facts.account_id,
+            org_id=request.org_id,
+            site_id=request.site_id,
+            app_id=request.app_id,
+            app_name=request.app_name,
+            scopes=sorted(set(request.scopes) | set(kept)),
+            account_id=by.account_id,
             installed_by=str(installed_by),
-            policy_version=facts.policy_version,
+            policy_version=request.policy_version,
             removal_epoch=removal_epoch,
-            actor=facts.account_id,
-            request_id=facts.request_id,
+            **by.recorded(),
         )
         return True
 
-    def refuse(self, facts: GrantFacts) -> None:
+    def refuse(self, request: InstallRequest, by: Actor) -> None:
         """Record an attempt the policy refused: auditors see who tried what, and when."""
-        self._refused(
-            org_id=facts.org_id,
-            site_id=facts.site_id,
-            app_id=facts.app_id,
-            app_name=facts.app_name,
-            scopes=sorted(set(facts.scopes)),
-            account_id=facts.account_id,
-            policy_version=facts.policy_version,
-            actor=facts.account_id,
-            request_id=facts.request_id,
+        self.trigger_event(
+            self.InstallBlocked,
+            org_id=request.org_id,
+            site_id=request.site_id,
+            app_id=request.app_id,
+            app_name=request.app_name,
+            scopes=sorted(set(request.scopes)),
+            account_id=by.account_id,
+            policy_version=request.policy_version,
+            **by.recorded(),
         )
 
     def uninstall(
-        self,
-        *,
-        org_id: str,
-        site_id: str,
-        app_id: str,
-        account_id: str,
-        removal_epoch: int,
-        request_id: str | None,
+        self, org_id: str, site_id: str, app_id: str, by: Actor, *, removal_epoch: int
     ) -> None:
         if not self.is_active(removal_epoch):
-            raise GrantNotFound(f"{account_id} has no grant of {app_id!r} on this site")
-        self._uninstalled(
+            raise GrantNotFound(f"{by.account_id} has no grant of {app_id!r} on this site")
+        self.trigger_event(
+            self.AppUninstalled,
             org_id=org_id,
             site_id=site_id,
             app_id=app_id,
-            account_id=account_id,
+            account_id=by.account_id,
             removal_epoch=removal_epoch,
-            actor=account_id,
-            request_id=request_id,
+            **by.recorded(),
         )
-
-    # Apply steps only assign (AppInstalled's is on its class: it needs the event's time).
-
-    @event(InstallBlocked)
-    def _refused(
-        self,
-        org_id: str,
-        site_id: str,
-        app_id: str,
-        app_name: str,
-        scopes: list[str],
-        account_id: str,
-        policy_version: int,
-        actor: str,
-        request_id: str | None,
-    ) -> None:
-        pass  # a refused attempt changes nothing but the record
-
-    @event(AppUninstalled)
-    def _uninstalled(
-        self,
-        org_id: str,
-        site_id: str,
-        app_id: str,
-        account_id: str,
-        removal_epoch: int,
-        actor: str,
-        request_id: str | None,
-    ) -> None:
-        self.installed = False
-        self.scopes = []

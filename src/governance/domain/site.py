@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from uuid import UUID
+from typing import Any
 
-from eventsourcing.domain import Aggregate, event
+from eventsourcing.domain import Aggregate
 
+from governance.domain.actor import Actor
 from governance.domain.errors import StalePolicyVersion
 from governance.domain.ids import site_aggregate_id
 
@@ -16,31 +17,55 @@ class UserInstalls(StrEnum):
     BLOCKED = "blocked"
 
 
+class ExistingUserInstalls(StrEnum):
+    """What a block does to apps users installed before it (the reference product keeps them)."""
+
+    KEEP = "keep"
+    REMOVE = "remove"
+
+
 class Site(Aggregate):
-    """One product instance of an organization. Its stream holds only site-level decisions."""
+    """One product instance of an organization. Its stream holds only site-level decisions.
+
+    Each event's `apply` only assigns state, so replaying the stream never re-runs a decision.
+    """
 
     class SiteRegistered(Aggregate.Created):
         org_id: str
         site_id: str
         name: str
         actor: str
+        on_behalf_of: str | None
         request_id: str | None
 
     class UserInstallsBlocked(Aggregate.Event):
         org_id: str
         site_id: str
         policy_version: int
+        existing_user_installs: str
         actor: str
+        on_behalf_of: str | None
         reason: str | None
         request_id: str | None
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.change_policy(
+                UserInstalls.BLOCKED, self.policy_version, self.actor, self.reason
+            )
 
     class UserInstallsAllowed(Aggregate.Event):
         org_id: str
         site_id: str
         policy_version: int
         actor: str
+        on_behalf_of: str | None
         reason: str | None
         request_id: str | None
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.change_policy(
+                UserInstalls.ALLOWED, self.policy_version, self.actor, self.reason
+            )
 
     class AppRemoved(Aggregate.Event):
         """An admin removed an app from the site: every account's grant of it is revoked."""
@@ -50,18 +75,15 @@ class Site(Aggregate):
         app_id: str
         removal_epoch: int
         actor: str
+        on_behalf_of: str | None
         reason: str | None
         request_id: str | None
 
-    @staticmethod
-    def create_id(org_id: str, site_id: str, name: str, actor: str, request_id: str | None) -> UUID:
-        del org_id, name, actor, request_id  # the id depends on the site id alone
-        return site_aggregate_id(site_id)
+        def apply(self, aggregate: Any) -> None:
+            aggregate.removal_epochs[self.app_id] = self.removal_epoch
 
-    @event(SiteRegistered)
-    def __init__(
-        self, org_id: str, site_id: str, name: str, actor: str, request_id: str | None
-    ) -> None:
+    def __init__(self, org_id: str, site_id: str, name: str, actor: str) -> None:
+        # Called with SiteRegistered's fields when the site is registered or rebuilt.
         self.org_id = org_id
         self.site_id = site_id
         self.name = name
@@ -72,89 +94,68 @@ class Site(Aggregate):
         # Per app, how many times an admin removed it: grants from an older epoch are revoked.
         self.removal_epochs: dict[str, int] = {}
 
+    @classmethod
+    def register(cls, org_id: str, site_id: str, name: str, by: Actor) -> Site:
+        return cls._create(
+            cls.SiteRegistered,
+            id=site_aggregate_id(site_id),
+            org_id=org_id,
+            site_id=site_id,
+            name=name,
+            **by.recorded(),
+        )
+
     def set_user_installs(
         self,
         state: UserInstalls,
+        by: Actor,
         *,
-        actor: str,
-        reason: str | None,
-        request_id: str | None,
+        reason: str | None = None,
         expected_policy_version: int | None = None,
+        existing_user_installs: ExistingUserInstalls = ExistingUserInstalls.KEEP,
     ) -> bool:
         """Switch the control; return False (and record nothing) when it is already in `state`."""
         if expected_policy_version is not None and expected_policy_version != self.policy_version:
             raise StalePolicyVersion(expected_policy_version, self.policy_version)
         if state == self.user_installs:
             return False
-        change = self._block if state is UserInstalls.BLOCKED else self._allow
-        change(
-            org_id=self.org_id,
-            site_id=self.site_id,
-            policy_version=self.policy_version + 1,
-            actor=actor,
-            reason=reason,
-            request_id=request_id,
-        )
+        common = {
+            "org_id": self.org_id,
+            "site_id": self.site_id,
+            "policy_version": self.policy_version + 1,
+            "reason": reason,
+            **by.recorded(),
+        }
+        if state is UserInstalls.BLOCKED:
+            self.trigger_event(
+                self.UserInstallsBlocked,
+                existing_user_installs=str(existing_user_installs),
+                **common,
+            )
+        else:
+            self.trigger_event(self.UserInstallsAllowed, **common)
         return True
 
     def removal_epoch(self, app_id: str) -> int:
         return self.removal_epochs.get(app_id, 0)
 
-    def remove_app(
-        self, app_id: str, *, actor: str, reason: str | None, request_id: str | None
-    ) -> None:
+    def remove_app(self, app_id: str, by: Actor, *, reason: str | None) -> None:
         """Revoke every grant of the app on this site (the caller checked it is connected)."""
-        self._remove_app(
+        self.trigger_event(
+            self.AppRemoved,
             org_id=self.org_id,
             site_id=self.site_id,
             app_id=app_id,
             removal_epoch=self.removal_epoch(app_id) + 1,
-            actor=actor,
             reason=reason,
-            request_id=request_id,
+            **by.recorded(),
         )
 
-    # The apply steps below only assign: replaying them never re-runs a decision.
-
-    @event(UserInstallsBlocked)
-    def _block(
-        self,
-        org_id: str,
-        site_id: str,
-        policy_version: int,
-        actor: str,
-        reason: str | None,
-        request_id: str | None,
+    def change_policy(
+        self, state: UserInstalls, version: int, actor: str, reason: str | None
     ) -> None:
-        self.user_installs = UserInstalls.BLOCKED
-        self.policy_version = policy_version
+        """Assign a recorded policy change (called only by the events' apply steps)."""
+        self.user_installs = state
+        self.policy_version = version
         self.updated_by = actor
         self.reason = reason
-
-    @event(UserInstallsAllowed)
-    def _allow(
-        self,
-        org_id: str,
-        site_id: str,
-        policy_version: int,
-        actor: str,
-        reason: str | None,
-        request_id: str | None,
-    ) -> None:
-        self.user_installs = UserInstalls.ALLOWED
-        self.policy_version = policy_version
-        self.updated_by = actor
-        self.reason = reason
-
-    @event(AppRemoved)
-    def _remove_app(
-        self,
-        org_id: str,
-        site_id: str,
-        app_id: str,
-        removal_epoch: int,
-        actor: str,
-        reason: str | None,
-        request_id: str | None,
-    ) -> None:
-        self.removal_epochs[app_id] = removal_epoch

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from governance.api.access import require_admin, require_admin_or_auditor, same_org
-from governance.api.deps import CurrentCaller, CurrentPrincipal, Governance, RuntimeDep, Views
+from governance.api.deps import CurrentActor, CurrentPrincipal, Governance, RuntimeDep, Views
 from governance.api.errors import ApiError
 from governance.api.params import AppIdPath, AsOf, SiteId
 from governance.api.schemas import (
@@ -53,7 +53,7 @@ def remove_connected_app(
     site_id: SiteId,
     app_id: AppIdPath,
     principal: CurrentPrincipal,
-    caller: CurrentCaller,
+    by: CurrentActor,
     governance: Governance,
     runtime: RuntimeDep,
     reason: Annotated[Reason | None, Query(description="Why; shown in the history")] = None,
@@ -64,7 +64,7 @@ def remove_connected_app(
     runtime.projector.wait_for(governance.head_position(), runtime.settings.min_position_timeout)
     with runtime.views.read() as tx:
         connected = apps_view.is_connected(tx, site_id, app_id)
-    result = governance.remove_app(site_id, app_id, caller, reason, connected=connected)
+    result = governance.remove_app(site_id, app_id, by, reason, connected=connected)
     return Response(status_code=204, headers={"X-Event-Position": str(result.position)})
 
 

@@ -4,7 +4,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from governance.api.access import installer_role, same_org
-from governance.api.deps import CurrentCaller, CurrentPrincipal, Governance, Views
+from governance.api.deps import CurrentActor, CurrentPrincipal, Governance, Views
 from governance.api.errors import error_body
 from governance.api.params import AppIdPath, AppIdQuery, SiteId
 from governance.api.schemas import ConsentDecision, ErrorBody, InstallationPublic, InstallRequest
@@ -30,13 +30,13 @@ def install(
     site_id: SiteId,
     body: InstallRequest,
     principal: CurrentPrincipal,
-    caller: CurrentCaller,
+    by: CurrentActor,
     governance: Governance,
     response: Response,
 ) -> InstallationPublic | JSONResponse:
     org_id = same_org(principal, governance.site_org(site_id))
     role = installer_role(principal, org_id, site_id)
-    outcome = governance.install_app(site_id, body.app_id, body.app_name, body.scopes, caller, role)
+    outcome = governance.install_app(site_id, body.app_id, body.app_name, body.scopes, by, role)
     position = {"X-Event-Position": str(outcome.position)}
     if outcome.status is InstallStatus.REFUSED:
         refusal = error_body(
@@ -61,12 +61,12 @@ def uninstall(
     site_id: SiteId,
     app_id: AppIdPath,
     principal: CurrentPrincipal,
-    caller: CurrentCaller,
+    by: CurrentActor,
     governance: Governance,
 ) -> Response:
     org_id = same_org(principal, governance.site_org(site_id))
     installer_role(principal, org_id, site_id)
-    result = governance.uninstall_app(site_id, app_id, caller)
+    result = governance.uninstall_app(site_id, app_id, by)
     return Response(status_code=204, headers={"X-Event-Position": str(result.position)})
 
 

@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
 
-from governance.api.deps import CurrentCaller, CurrentPrincipal, Governance, Views
+from governance.api.deps import CurrentActor, CurrentPrincipal, Governance, Views
 from governance.api.errors import ApiError, forbidden, not_found
 from governance.api.params import AsOf, OrgId, SiteId
 from governance.api.schemas import (
@@ -46,14 +46,14 @@ def register_site(
     site_id: SiteId,
     body: SiteRegistration,
     principal: CurrentPrincipal,
-    caller: CurrentCaller,
+    by: CurrentActor,
     governance: Governance,
     response: Response,
 ) -> SitePublic:
     _own_org(principal, org_id)
     if not principal.has(Role.ORG_ADMIN):
         raise forbidden("only an org-admin of this organization may register sites")
-    result = governance.register_site(org_id, site_id, body.name, caller)
+    result = governance.register_site(org_id, site_id, body.name, by)
     response.status_code = 201 if result.changed else 200
     _position(response, result)
     return SitePublic(site_id=site_id, org_id=org_id, name=body.name)
@@ -101,7 +101,7 @@ def set_user_installs(
     site_id: SiteId,
     body: UserInstallsChange,
     principal: CurrentPrincipal,
-    caller: CurrentCaller,
+    by: CurrentActor,
     governance: Governance,
     response: Response,
     if_match: Annotated[
@@ -116,7 +116,7 @@ def set_user_installs(
     result, state = governance.set_user_installs(
         site_id,
         UserInstalls(body.state),
-        caller,
+        by,
         reason=body.reason,
         expected_policy_version=_expected_version(if_match),
     )
