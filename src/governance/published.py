@@ -1,0 +1,71 @@
+"""The public face of every domain event: a stable type name, its envelope fields and its data.
+
+The relay (Kafka), the audit API and the exports all describe events through `describe`, so a
+consumer sees the same names and fields everywhere. Domain classes stay private to this service:
+renaming one changes nothing here but the mapping below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from governance.domain.grant import Grant
+from governance.domain.site import Site
+
+# Public name -> CloudEvents type suffix. A breaking change to an event's data is a new version.
+EVENT_TYPES: dict[type, tuple[str, str]] = {
+    Site.SiteRegistered: ("SiteRegistered", "site.registered.v1"),
+    Site.UserInstallsBlocked: ("UserInstallsBlocked", "site.user_installs.blocked.v1"),
+    Site.UserInstallsAllowed: ("UserInstallsAllowed", "site.user_installs.allowed.v1"),
+    Site.AppRemoved: ("AppRemoved", "site.app.removed.v1"),
+    Grant.AppInstalled: ("AppInstalled", "site.app.installed.v1"),
+    Grant.InstallBlocked: ("InstallBlocked", "site.app.install_blocked.v1"),
+    Grant.AppUninstalled: ("AppUninstalled", "site.app.uninstalled.v1"),
+}
+CLOUDEVENT_TYPE_PREFIX = "io.governance."
+_ENVELOPE = ("originator_id", "originator_version", "timestamp", "originator_topic")
+_EVENT_ID_NAMESPACE = uuid5(NAMESPACE_URL, "urn:governance:event")
+
+
+@dataclass(frozen=True)
+class PublishedEvent:
+    position: int
+    event_id: str
+    type: str
+    cloudevent_type: str
+    org_id: str
+    site_id: str
+    actor: str
+    on_behalf_of: str | None
+    request_id: str | None
+    reason: str | None
+    occurred_at: datetime
+    data: dict[str, Any]
+
+
+def event_id(originator_id: UUID, originator_version: int) -> str:
+    """Stable across redeliveries and replays: derived from the event's place in its stream."""
+    return str(uuid5(_EVENT_ID_NAMESPACE, f"{originator_id}/{originator_version}"))
+
+
+def describe(position: int, event: Any) -> PublishedEvent:
+    name, suffix = EVENT_TYPES[type(event)]
+    fields = vars(event)
+    data = {key: value for key, value in fields.items() if key not in _ENVELOPE}
+    return PublishedEvent(
+        position=position,
+        event_id=event_id(event.originator_id, event.originator_version),
+        type=name,
+        cloudevent_type=CLOUDEVENT_TYPE_PREFIX + suffix,
+        org_id=fields["org_id"],
+        site_id=fields["site_id"],
+        actor=fields["actor"],
+        on_behalf_of=fields.get("on_behalf_of"),
+        request_id=fields.get("request_id"),
+        reason=fields.get("reason"),
+        occurred_at=event.timestamp,
+        data=data,
+    )
