@@ -35,6 +35,11 @@ class SiteList(BaseModel):
 class UserInstallsChange(Request):
     state: Literal["blocked", "allowed"]
     reason: Reason | None = None
+    existing_user_installs: Literal["keep", "remove"] = Field(
+        default="keep",
+        description="On a block: keep the apps users installed before it (the default, as in the"
+        " reference product) or remove them all (done by the enforce-block reaction).",
+    )
 
 
 class PolicyPublic(BaseModel):

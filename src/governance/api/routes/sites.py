@@ -18,7 +18,7 @@ from governance.api.schemas import (
 )
 from governance.application import CommandResult
 from governance.auth import Principal, Role
-from governance.domain.site import UserInstalls
+from governance.domain.site import ExistingUserInstalls, UserInstalls
 from projections import policy as policy_view
 
 router = APIRouter(prefix="/v1", tags=["sites"])
@@ -119,6 +119,7 @@ def set_user_installs(
         by,
         reason=body.reason,
         expected_policy_version=_expected_version(if_match),
+        existing_user_installs=ExistingUserInstalls(body.existing_user_installs),
     )
     _position(response, result)
     response.headers["ETag"] = f'"{state.version}"'
