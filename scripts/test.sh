@@ -13,9 +13,18 @@ echo "== ruff"
 echo "== mypy --strict"
 "$BIN/mypy"
 
+# Stop at the end only what this run started: a server that answered before stays up.
+answers() {  # answers HOST:PORT
+    (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null
+}
+pg_address=$(bash scripts/postgres.sh url | sed -E 's|^[a-z]+://([^@]*@)?([^/?]+).*$|\2|')
+kafka_address=$(bash scripts/kafka.sh url | cut -d, -f1)
+stop_pg=yes stop_kafka=yes
+answers "$pg_address" && stop_pg=no
+answers "$kafka_address" && stop_kafka=no
 cleanup() {
-    bash scripts/kafka.sh stop || true
-    bash scripts/postgres.sh stop || true
+    [ "$stop_kafka" = yes ] && bash scripts/kafka.sh stop || true
+    [ "$stop_pg" = yes ] && bash scripts/postgres.sh stop || true
 }
 trap cleanup EXIT
 
