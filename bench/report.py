@@ -1,0 +1,51 @@
+"""Printing figures beside their baselines, with medians of several rounds."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def machine() -> str:
+    cores = os.cpu_count()
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{cores} cores, {memory_gib:.0f} GiB, Python {platform.python_version()}"
+
+
+def row(
+    name: str, figure: float, baseline: float | None, unit: str, target: str
+) -> dict[str, object]:
+    ratio = figure / baseline if baseline else None
+    printed_ratio = f"{ratio:.2f}" if ratio is not None else "-"
+    printed_base = f"{baseline:,.1f}" if baseline is not None else "-"
+    columns = f"{figure:>12,.1f} {printed_base:>12} {printed_ratio:>6}"
+    print(f"{name:<58} {columns}  {unit}  target {target}")
+    return {
+        "name": name,
+        "figure": figure,
+        "baseline": baseline,
+        "ratio": ratio,
+        "unit": unit,
+        "target": target,
+    }
+
+
+def save(results: list[dict[str, object]], path: Path) -> None:
+    """Append this run to a JSON lines file, for BENCHMARKS.md."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "results": results,
+    }
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
