@@ -9,6 +9,7 @@ twice; a second projector waits on the tracking rows instead of applying the sam
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Sequence
@@ -102,6 +103,7 @@ class Projector:
 
     def run(self, stop: threading.Event, idle_wait: float) -> None:
         """Project until `stop` is set, sleeping when idle until woken or `idle_wait` passes."""
+        self._log_positions("projector started")
         backoff = 0.1
         while not stop.is_set():
             try:
@@ -116,6 +118,15 @@ class Projector:
             if applied == 0:
                 self.wake.wait(idle_wait)
                 self.wake.clear()
+        self._log_positions("projector stopped at a batch boundary")
+
+    def _log_positions(self, message: str) -> None:
+        """Where each read model is: a restart must go on from the positions it stopped at."""
+        try:
+            positions = self.positions()
+        except (PersistenceError, PostgresError, OSError, sqlite3.Error):
+            positions = {}
+        log.info(message, extra={"positions": positions})
 
     def wait_for(self, position: int, timeout: float) -> bool:
         """Wait until every read model has reached `position`; False when `timeout` ran out."""

@@ -17,6 +17,7 @@ from governance.domain.errors import AppNotConnected, SiteIdTaken, SiteNotFound
 from governance.domain.grant import Grant, InstalledBy, InstallRequest
 from governance.domain.ids import site_aggregate_id
 from governance.domain.site import ExistingUserInstalls, Site, UserInstalls
+from governance.reporting import Observer, reported
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,10 @@ class CommandResult:
 
     changed: bool
     position: int
+
+    @property
+    def refusal(self) -> None:
+        return None  # commands other than installs raise a domain error to refuse
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,14 @@ class InstallOutcome:
     policy_version: int
     message: str | None = None
 
+    @property
+    def changed(self) -> bool:
+        return self.status is not InstallStatus.ALREADY_INSTALLED
+
+    @property
+    def refusal(self) -> str | None:
+        return "user_installs_blocked" if self.status is InstallStatus.REFUSED else None
+
 
 _ATTEMPTS = 3
 T = TypeVar("T")
@@ -69,7 +82,10 @@ class GovernanceApplication(Application[Any]):
         super().__init__(env)
         # Called after every save, e.g. to wake an in-process projector at once.
         self.after_save: list[Callable[[], None]] = []
+        # Told what every command came to (see governance.reporting), e.g. by metrics and logs.
+        self.command_observers: list[Observer] = []
 
+    @reported("register_site")
     def register_site(self, org_id: str, site_id: str, name: str, by: Actor) -> CommandResult:
         try:
             existing = self._get_site(site_id)
@@ -80,6 +96,7 @@ class GovernanceApplication(Application[Any]):
             raise SiteIdTaken(f"site id {site_id!r} is already registered")
         return CommandResult(changed=False, position=self._head())
 
+    @reported("set_user_installs", result_of=lambda result: result[0])
     def set_user_installs(
         self,
         site_id: str,
@@ -103,6 +120,7 @@ class GovernanceApplication(Application[Any]):
 
         return self._retrying(attempt)
 
+    @reported("install_app")
     def install_app(
         self,
         site_id: str,
@@ -157,6 +175,7 @@ class GovernanceApplication(Application[Any]):
         grant.install(request, by, installed_by=installed_by, removal_epoch=epoch)
         return outcome(InstallStatus.INSTALLED, self._save(grant))
 
+    @reported("uninstall_app")
     def uninstall_app(self, site_id: str, app_id: str, by: Actor) -> CommandResult:
         """The caller revokes their own grant (GrantNotFound when they have none)."""
 
@@ -170,6 +189,7 @@ class GovernanceApplication(Application[Any]):
 
         return self._retrying(attempt)
 
+    @reported("remove_app")
     def remove_app(
         self, site_id: str, app_id: str, by: Actor, reason: str | None, *, connected: bool
     ) -> CommandResult:

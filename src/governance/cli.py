@@ -1,28 +1,34 @@
-"""The `governance` command: serve, migrate, project and issue tokens."""
+"""The `governance` command: serve, migrate, project, issue tokens, show the configuration, demo."""
 
 from __future__ import annotations
 
-import signal
 import sys
 from typing import Annotated
 
 import typer
 from pydantic import ValidationError
 
+from governance import config_reference
 from governance.auth import Role, TokenCodec
 from governance.config import Settings
+from governance.config_reference import explain
+from governance.observability.logs import configure_logging
+from governance.observability.shutdown import exit_cleanly_on_sigterm, on_stop_signals
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
 
 def _settings() -> Settings:
+    """The settings, or one line naming the bad variable and what it allows (exit code 2)."""
     try:
         return Settings()
     except ValidationError as error:
-        first = error.errors()[0]
-        name = ".".join(str(p) for p in first["loc"]).upper()
-        typer.echo(f"configuration error: GOVERNANCE_{name}: {first['msg']}", err=True)
+        typer.echo(explain(error), err=True)
         raise typer.Exit(2) from None
+
+
+def _logging(settings: Settings) -> None:
+    configure_logging(settings.log_format, settings.log_level)
 
 
 @cli.command()
@@ -36,8 +42,18 @@ def serve(
     from governance.api.app import create_app
 
     settings = _settings()
+    _logging(settings)
     app = create_app(settings)
-    uvicorn.run(app, host=host or settings.host, port=port or settings.port, log_level="info")
+    exit_cleanly_on_sigterm()
+    uvicorn.run(
+        app,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_config=None,  # ours, set above: JSON lines by default
+        log_level=settings.log_level,
+        access_log=False,  # our middleware logs each request, with its id, route and account
+        timeout_graceful_shutdown=settings.shutdown_timeout,
+    )
 
 
 @cli.command()
@@ -50,17 +66,26 @@ def migrate() -> None:
 
 
 @cli.command()
-def project() -> None:
+def project(
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve /metrics here (default: GOVERNANCE_METRICS_PORT)")
+    ] = None,
+) -> None:
     """Run the projector as its own process, until SIGTERM or SIGINT."""
     from governance.runtime import Runtime
 
-    runtime = Runtime(_settings())
+    settings = _settings()
+    _logging(settings)
+    runtime = Runtime(settings)
+    port = settings.metrics_port if metrics_port is None else metrics_port
+    metrics = runtime.metrics.serve(settings.host, port) if port else None
     # Stop at a batch boundary: the batch in flight commits or rolls back whole.
-    signal.signal(signal.SIGTERM, lambda *_: runtime.close_soon())
-    signal.signal(signal.SIGINT, lambda *_: runtime.close_soon())
+    on_stop_signals(runtime.close_soon)
     try:
         runtime.run_projector()
     finally:
+        if metrics is not None:
+            metrics.close()
         runtime.close()
 
 
@@ -84,6 +109,32 @@ def token(
             ttl_seconds=ttl or settings.token_ttl_seconds,
         )
     )
+
+
+@cli.command("config")
+def show_config(
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print the reference page (docs/configuration.md)")
+    ] = False,
+) -> None:
+    """Print the effective configuration, secrets masked (or every setting's reference)."""
+    if markdown:
+        typer.echo(config_reference.markdown(), nl=False)
+        return
+    for line in config_reference.effective(_settings()):
+        typer.echo(line)
+
+
+@cli.command()
+def demo() -> None:
+    """Fill an empty store with a populated organization, and print tokens and requests to try."""
+    from governance.demo import DemoRefused, run_demo
+
+    try:
+        typer.echo(run_demo(_settings()))
+    except DemoRefused as refusal:
+        typer.echo(f"demo: {refusal}", err=True)
+        raise typer.Exit(1) from None
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -28,31 +29,49 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("DATABASE_URL", "GOVERNANCE_DATABASE_URL"),
         description="postgresql://user:password@host:port/dbname; unset means embedded SQLite.",
+        json_schema_extra={"allowed": "a postgresql:// URL naming a user, a host and a database"},
     )
     database_schema: str = Field(
         default="public",
         pattern=r"^[a-z_][a-z0-9_]{0,62}$",
         description="PostgreSQL schema holding the event store and the read models.",
+        json_schema_extra={"allowed": "a lowercase SQL name: a-z, 0-9, _ (up to 63)"},
     )
-    database_pool_size: int = Field(default=10, ge=1, le=200)
+    database_pool_size: int = Field(
+        default=10,
+        ge=1,
+        le=200,
+        description="PostgreSQL connections each process may open for the read models.",
+    )
     kafka_bootstrap_servers: str | None = Field(
         default=None,
         validation_alias=AliasChoices(
             "KAFKA_BOOTSTRAP_SERVERS", "GOVERNANCE_KAFKA_BOOTSTRAP_SERVERS"
         ),
         description="host:port[,host:port]; unset means no Kafka (reactions run in-process).",
+        json_schema_extra={"allowed": "host:port, comma-separated"},
     )
     jwt_secret: SecretStr | None = Field(
         default=None,
         description="HS256 key for bearer tokens; the embedded default generates one in data_dir.",
     )
-    token_ttl_seconds: int = Field(default=12 * 3600, ge=60, le=366 * 24 * 3600)
-    host: str = "127.0.0.1"
+    token_ttl_seconds: int = Field(
+        default=12 * 3600,
+        ge=60,
+        le=366 * 24 * 3600,
+        description="Lifetime of the tokens `governance token` and `governance demo` issue.",
+    )
+    host: str = Field(
+        default="127.0.0.1",
+        description="Interface `governance serve` (and a worker's metrics) listens on.",
+        json_schema_extra={"allowed": "an IP address or host name"},
+    )
     port: int = Field(
         default=8000,
         ge=1,
         le=65535,
         validation_alias=AliasChoices("PORT", "GOVERNANCE_PORT"),
+        description="Port of `governance serve`.",
     )
     min_position_timeout: float = Field(
         default=5.0,
@@ -64,12 +83,38 @@ class Settings(BaseSettings):
         default=True,
         description="Run the projector inside the API process (the embedded default needs it).",
     )
-    projector_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    projector_batch_size: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Events the projector applies in one transaction.",
+    )
     projector_idle_wait: float = Field(
         default=0.5,
         gt=0,
         le=60,
         description="Longest sleep of an idle projector between looks at the log.",
+    )
+    log_format: Literal["json", "text"] = Field(
+        default="json",
+        description="One JSON object per log line, or `time level logger message key=value`.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="The least severe log records written."
+    )
+    shutdown_timeout: int = Field(
+        default=10,
+        gt=0,
+        le=300,
+        description="After SIGTERM, how long in-flight requests may take to finish (seconds);"
+        " then the projector stops at a batch boundary and the process exits.",
+    )
+    metrics_port: int = Field(
+        default=9464,
+        ge=0,
+        le=65535,
+        description="Port where a worker (`governance project`) serves /metrics; 0: none."
+        " The API serves /metrics on its own port.",
     )
 
     @field_validator("database_url")

@@ -9,6 +9,7 @@ from governance.application import GovernanceApplication
 from governance.auth import TokenCodec
 from governance.config import Settings
 from governance.eventstore import EVENTS_TABLE, event_store_env
+from governance.observability.process import process_metrics
 from projections.base import Projection
 from projections.connected_apps import ConnectedAppsProjection
 from projections.history import SiteHistoryProjection
@@ -42,6 +43,7 @@ class Runtime:
         if create:
             self.projector.create_tables()
         self.tokens = TokenCodec(settings.resolved_jwt_secret())
+        self.metrics = process_metrics(self.application, self.projector)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 

@@ -1,17 +1,15 @@
 """The API's composition root: `create_app(settings)` builds one FastAPI application."""
 
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
 from governance.api.errors import install_error_handlers
-from governance.api.routes import connected_apps, health, installs, sites
+from governance.api.routes import connected_apps, health, installs, metrics, sites
 from governance.config import Settings
+from governance.observability.http import ObservedRequests
 from governance.runtime import Runtime
-
-_REQUEST_ID = "X-Request-Id"
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
@@ -41,16 +39,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(sites.router)
     app.include_router(installs.router)
     app.include_router(connected_apps.router)
-    app.middleware("http")(_request_id)
+    app.include_router(metrics.router)
+    # The request id, the request metrics and the access log (see governance.observability).
+    app.add_middleware(ObservedRequests, metrics=live.metrics)
     return app
-
-
-async def _request_id(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    """Echo the caller's X-Request-Id (or a new one) so a request can be followed into the log."""
-    given = request.headers.get(_REQUEST_ID, "")[:128]
-    request.state.request_id = given or uuid.uuid4().hex
-    response = await call_next(request)
-    response.headers[_REQUEST_ID] = request.state.request_id
-    return response

@@ -33,10 +33,13 @@ _bearer = HTTPBearer(auto_error=False, description="A JWT from `governance token
 def authenticate(
     runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    request: Request,
 ) -> Principal:
     if credentials is None:
         raise InvalidToken("send 'Authorization: Bearer <token>'")
-    return runtime.tokens.verify(credentials.credentials)
+    principal = runtime.tokens.verify(credentials.credentials)
+    request.state.account_id = principal.account_id  # for the access log
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(authenticate)]

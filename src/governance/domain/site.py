@@ -8,6 +8,7 @@ from typing import Any
 from eventsourcing.domain import Aggregate
 
 from governance.domain.actor import Actor
+from governance.domain.clock import event_time
 from governance.domain.errors import StalePolicyVersion
 from governance.domain.ids import site_aggregate_id
 
@@ -29,6 +30,10 @@ class Site(Aggregate):
 
     Each event's `apply` only assigns state, so replaying the stream never re-runs a decision.
     """
+
+    class Event(Aggregate.Event):
+        # The library makes every event below a subclass of this one, so all take their time here.
+        create_timestamp = staticmethod(event_time)
 
     class SiteRegistered(Aggregate.Created):
         org_id: str

@@ -14,12 +14,15 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+from governance.domain.clock import event_time
+
 
 class ImplicitAggregate(Aggregate):
     """Starts empty at version 0; subclasses assign that empty state in `_empty`."""
 
     class Event(Aggregate.Event):
         owner: ClassVar[type[ImplicitAggregate]]
+        create_timestamp = staticmethod(event_time)
 
         def mutate(self, aggregate: Any) -> Any:
             if aggregate is None:

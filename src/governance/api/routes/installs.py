@@ -1,10 +1,12 @@
 """End users' and admins' installs, self-revocations, and the consent screen's question."""
 
+from typing import Literal
+
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from governance.api.access import installer_role, same_org
-from governance.api.deps import CurrentActor, CurrentPrincipal, Governance, Views
+from governance.api.deps import CurrentActor, CurrentPrincipal, Governance, RuntimeDep, Views
 from governance.api.errors import error_body
 from governance.api.params import AppIdPath, AppIdQuery, SiteId
 from governance.api.schemas import ConsentDecision, ErrorBody, InstallationPublic, InstallRequest
@@ -72,7 +74,11 @@ def uninstall(
 
 @router.get("/consent", response_model=ConsentDecision)
 def consent(
-    site_id: SiteId, app_id: AppIdQuery, principal: CurrentPrincipal, views: Views
+    site_id: SiteId,
+    app_id: AppIdQuery,
+    principal: CurrentPrincipal,
+    views: Views,
+    runtime: RuntimeDep,
 ) -> ConsentDecision:
     """May the caller install this app now? What a consent screen asks before showing Accept."""
     with views.read() as tx:
@@ -82,8 +88,10 @@ def consent(
         grant = apps_view.account_grant(tx, site_id, app_id, principal.account_id)
     assert policy is not None
     verdict = decide(UserInstalls(policy.user_installs), role, granted=grant is not None)
+    decision: Literal["allow", "deny"] = "allow" if verdict.allowed else "deny"
+    runtime.metrics.consent_decided(decision, verdict.reason.value)
     return ConsentDecision(
-        decision="allow" if verdict.allowed else "deny",
+        decision=decision,
         reason=verdict.reason.value,
         message=verdict.message,
         policy_version=policy.version,

@@ -1,0 +1,1 @@
+"""Operating the service: Prometheus metrics, JSON logs with request ids, graceful shutdown."""
