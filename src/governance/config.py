@@ -125,6 +125,7 @@ class Settings(BaseSettings):
         scheme = urlsplit(value).scheme
         if scheme not in ("postgresql", "postgres"):
             raise ValueError("must be a postgresql://user:password@host:port/dbname URL")
+        PostgresLocation.parse(value)  # a URL without a user, a host or a database stops here
         return value
 
     @property

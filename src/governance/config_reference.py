@@ -124,9 +124,9 @@ def _bare(annotation: Any) -> Any:
 
 def _allowed(kind: Any, metadata: list[Any]) -> str:
     if get_origin(kind) is Literal:
-        return " or ".join(f"`{choice}`" for choice in get_args(kind))
+        return _one_of([str(choice) for choice in get_args(kind)])
     if kind is bool:
-        return "`true` or `false`"
+        return "true or false"
     if kind in (int, float):
         return _number(kind, metadata)
     if kind is Path:
@@ -136,18 +136,21 @@ def _allowed(kind: Any, metadata: list[Any]) -> str:
     return "any text"
 
 
+def _one_of(choices: list[str]) -> str:
+    return choices[0] if len(choices) == 1 else f"{', '.join(choices[:-1])} or {choices[-1]}"
+
+
 def _number(kind: type, metadata: list[Any]) -> str:
     noun = "an integer" if kind is int else "a number"
+    rules = {type(rule).__name__: rule for rule in metadata}
+    ge, gt, le = rules.get("Ge"), rules.get("Gt"), rules.get("Le")
+    if isinstance(ge, annotated_types.Ge) and isinstance(le, annotated_types.Le):
+        return f"{noun} from {ge.ge} to {le.le}"
     bounds = []
-    for rule in metadata:
-        if isinstance(rule, annotated_types.Ge):
-            bounds.append(f"at least {rule.ge}")
-        elif isinstance(rule, annotated_types.Gt):
-            bounds.append(f"more than {rule.gt}")
-        elif isinstance(rule, annotated_types.Le):
-            bounds.append(f"at most {rule.le}")
-        elif isinstance(rule, annotated_types.Lt):
-            bounds.append(f"less than {rule.lt}")
+    if isinstance(gt, annotated_types.Gt):
+        bounds.append(f"greater than {gt.gt}")
+    if isinstance(le, annotated_types.Le):
+        bounds.append(f"at most {le.le}")
     return " ".join([noun, " and ".join(bounds)]).strip()
 
 

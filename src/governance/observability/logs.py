@@ -54,7 +54,7 @@ class _JsonFormatter(JsonFormatter):
         return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
 
 
-def _json_formatter() -> JsonFormatter:
+def json_formatter() -> JsonFormatter:
     return _JsonFormatter(
         "{asctime}{levelname}{name}{message}",
         style="{",
@@ -66,7 +66,7 @@ def _json_formatter() -> JsonFormatter:
 def configure_logging(log_format: LogFormat, level: str) -> None:
     """Send every logger's records to stderr in `log_format`, uvicorn's included."""
     formatter: dict[str, Any] = (
-        {"()": _json_formatter} if log_format == "json" else {"()": TextFormatter}
+        {"()": json_formatter} if log_format == "json" else {"()": TextFormatter}
     )
     logging.config.dictConfig(
         {
