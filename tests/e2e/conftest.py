@@ -67,6 +67,8 @@ def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Service]
         "GOVERNANCE_DATA_DIR": str(settings.data_dir),
         "GOVERNANCE_JWT_SECRET": "e2e-" + uuid.uuid4().hex,
         "PORT": str(port),
+        # Workers' own /metrics listeners stay off here: parallel runs would share the port.
+        "GOVERNANCE_METRICS_PORT": "0",
     }
     env.pop("DATABASE_URL", None)
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
