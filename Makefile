@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit services-up services-down clean
+.PHONY: run demo test lint typecheck unit services-up services-down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 ## Serve the API on the embedded default (SQLite in ./var, no Kafka) on $PORT (default 8000).
 run: $(STAMP)
 	$(BIN)/governance serve --host $${HOST:-127.0.0.1} --port $${PORT:-8000}
+
+## Fill the embedded default (or DATABASE_URL) with a demo organization; prints tokens and curl lines.
+demo: $(STAMP)
+	$(BIN)/governance demo
 
 ## Lint, type-check and run every test against SQLite, PostgreSQL and Kafka (started if needed).
 test: $(STAMP)
