@@ -78,7 +78,16 @@ def project(
     _logging(settings)
     runtime = Runtime(settings)
     port = settings.metrics_port if metrics_port is None else metrics_port
-    metrics = runtime.metrics.serve(settings.host, port) if port else None
+    try:
+        metrics = runtime.metrics.serve(settings.host, port) if port else None
+    except OSError as error:
+        runtime.close()
+        typer.echo(
+            f"metrics: cannot listen on {settings.host}:{port} ({error.strerror});"
+            " set GOVERNANCE_METRICS_PORT to a free port, or 0 for none",
+            err=True,
+        )
+        raise typer.Exit(2) from None
     # Stop at a batch boundary: the batch in flight commits or rolls back whole.
     on_stop_signals(runtime.close_soon)
     try:

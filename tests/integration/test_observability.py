@@ -218,15 +218,12 @@ def test_one_json_line_per_request_and_per_command_linked_by_the_request_id(
     assert secret not in text and "not-a-token" not in text
 
 
-@pytest.mark.parametrize("given", ["has space", "line\nbreak", "x" * 129, "<script>", "caf\u00e9"])
-def test_a_strange_request_id_is_replaced_not_echoed(client: TestClient, given: str) -> None:
-    response = client.get("/health", headers={b"X-Request-Id": given.encode("utf-8")})
-    echoed = response.headers["X-Request-Id"]
-    assert echoed != given and len(echoed) == 32 and echoed.isalnum()
-
-
-def test_a_well_formed_request_id_is_kept(client: TestClient) -> None:
-    for given in ("4bf92f3577b34da6a3ce929d0e0e4736", "req-1.2:3/4+5=", "a" * 128):
-        assert client.get("/health", headers={"X-Request-Id": given}).headers["X-Request-Id"] == (
-            given
+def test_a_strange_request_id_is_replaced_and_a_plain_one_kept(client: TestClient) -> None:
+    for strange in ("has space", "line\nbreak", "x" * 129, "<script>", "caf\u00e9", ""):
+        response = client.get("/health", headers={b"X-Request-Id": strange.encode("utf-8")})
+        echoed = response.headers["X-Request-Id"]
+        assert echoed != strange and len(echoed) == 32 and echoed.isalnum()
+    for plain in ("4bf92f3577b34da6a3ce929d0e0e4736", "req-1.2:3/4+5=", "a" * 128):
+        assert client.get("/health", headers={"X-Request-Id": plain}).headers["X-Request-Id"] == (
+            plain
         )
