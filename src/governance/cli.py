@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
@@ -14,6 +14,10 @@ from governance.config import Settings
 from governance.config_reference import explain
 from governance.observability.logs import configure_logging
 from governance.observability.shutdown import exit_cleanly_on_sigterm, on_stop_signals
+
+if TYPE_CHECKING:
+    from governance.observability.metrics import MetricsServer
+    from governance.runtime import Runtime
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -77,17 +81,11 @@ def project(
     settings = _settings()
     _logging(settings)
     runtime = Runtime(settings)
-    port = settings.metrics_port if metrics_port is None else metrics_port
     try:
-        metrics = runtime.metrics.serve(settings.host, port) if port else None
-    except OSError as error:
+        metrics = _serve_metrics(runtime, metrics_port)
+    except typer.Exit:
         runtime.close()
-        typer.echo(
-            f"metrics: cannot listen on {settings.host}:{port} ({error.strerror});"
-            " set GOVERNANCE_METRICS_PORT to a free port, or 0 for none",
-            err=True,
-        )
-        raise typer.Exit(2) from None
+        raise
     # Stop at a batch boundary: the batch in flight commits or rolls back whole.
     on_stop_signals(runtime.close_soon)
     try:
@@ -96,6 +94,23 @@ def project(
         if metrics is not None:
             metrics.close()
         runtime.close()
+
+
+def _serve_metrics(runtime: Runtime, port: int | None) -> MetricsServer | None:
+    """A worker's own /metrics listener (none for port 0), or one line saying why not."""
+    settings = runtime.settings
+    port = settings.metrics_port if port is None else port
+    if port == 0:
+        return None
+    try:
+        return runtime.metrics.serve(settings.host, port)
+    except OSError as error:
+        typer.echo(
+            f"metrics: cannot listen on {settings.host}:{port} ({error.strerror});"
+            " set GOVERNANCE_METRICS_PORT to a free port, or 0 for none",
+            err=True,
+        )
+        raise typer.Exit(2) from None
 
 
 @cli.command()
