@@ -5,6 +5,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from governance import web
 from governance.api.errors import install_error_handlers
 from governance.api.routes import connected_apps, health, installs, metrics, sites
 from governance.config import Settings
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(installs.router)
     app.include_router(connected_apps.router)
     app.include_router(metrics.router)
+    app.include_router(web.router)
     # The request id, the request metrics and the access log (see governance.observability).
     app.add_middleware(ObservedRequests, metrics=live.metrics)
     return app

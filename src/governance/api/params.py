@@ -10,6 +10,7 @@ from governance.api.errors import ApiError
 _ID = r"^[A-Za-z0-9._:-]+$"
 OrgId = Annotated[str, Path(min_length=1, max_length=128, pattern=_ID)]
 SiteId = Annotated[str, Path(min_length=1, max_length=128, pattern=_ID)]
+SiteIdQuery = Annotated[str, Query(min_length=1, max_length=128, pattern=_ID)]
 AppIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=_ID)]
 AppIdQuery = Annotated[str, Query(min_length=1, max_length=128, pattern=_ID)]
 

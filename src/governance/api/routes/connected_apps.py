@@ -4,9 +4,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from governance.api.access import require_admin, require_admin_or_auditor, same_org
-from governance.api.deps import CurrentActor, CurrentPrincipal, Governance, RuntimeDep, Views
-from governance.api.errors import ApiError
+from governance.api.access import require_admin_or_auditor
+from governance.api.deps import CurrentActor, CurrentPrincipal, RuntimeDep, Views
 from governance.api.params import AppIdPath, AsOf, SiteId
 from governance.api.schemas import (
     ConnectedAppList,
@@ -15,20 +14,12 @@ from governance.api.schemas import (
     HistoryPage,
     Reason,
 )
+from governance.api.usecases import remove_connected_app as remove
+from governance.api.usecases import viewed_site_org
 from projections import connected_apps as apps_view
 from projections import history as history_view
-from projections import policy as policy_view
-from projections.store import Tx
 
 router = APIRouter(prefix="/v1/sites/{site_id}", tags=["connected apps"])
-
-
-def _site_org(tx: Tx, site_id: str, principal_org: str) -> str:
-    policy = policy_view.get_policy(tx, site_id)
-    org_id = policy.org_id if policy else None
-    if org_id is None or org_id != principal_org:
-        raise ApiError(404, "not_found", "site was not found")
-    return org_id
 
 
 @router.get("/connected-apps", response_model=ConnectedAppList)
@@ -36,7 +27,7 @@ def list_connected_apps(
     site_id: SiteId, principal: CurrentPrincipal, views: Views, as_of: AsOf = None
 ) -> ConnectedAppList:
     with views.read() as tx:
-        org_id = _site_org(tx, site_id, principal.org_id)
+        org_id = viewed_site_org(tx, site_id, principal)
         require_admin_or_auditor(principal, org_id, site_id)
         if as_of is None:
             apps = apps_view.connected_apps(tx, site_id)
@@ -54,17 +45,10 @@ def remove_connected_app(
     app_id: AppIdPath,
     principal: CurrentPrincipal,
     by: CurrentActor,
-    governance: Governance,
     runtime: RuntimeDep,
     reason: Annotated[Reason | None, Query(description="Why; shown in the history")] = None,
 ) -> Response:
-    org_id = same_org(principal, governance.site_org(site_id))
-    require_admin(principal, org_id, site_id)
-    # Decide on the list as it is now: let the view catch up with every install saved so far.
-    runtime.projector.wait_for(governance.head_position(), runtime.settings.min_position_timeout)
-    with runtime.views.read() as tx:
-        connected = apps_view.is_connected(tx, site_id, app_id)
-    result = governance.remove_app(site_id, app_id, by, reason, connected=connected)
+    result = remove(runtime, principal, by, site_id, app_id, reason)
     return Response(status_code=204, headers={"X-Event-Position": str(result.position)})
 
 
@@ -77,7 +61,7 @@ def site_history(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> HistoryPage:
     with views.read() as tx:
-        org_id = _site_org(tx, site_id, principal.org_id)
+        org_id = viewed_site_org(tx, site_id, principal)
         require_admin_or_auditor(principal, org_id, site_id)
         entries = history_view.site_history(tx, site_id, after, limit)
     return HistoryPage(

@@ -10,11 +10,8 @@ from governance.api.deps import CurrentActor, CurrentPrincipal, Governance, Runt
 from governance.api.errors import error_body
 from governance.api.params import AppIdPath, AppIdQuery, SiteId
 from governance.api.schemas import ConsentDecision, ErrorBody, InstallationPublic, InstallRequest
+from governance.api.usecases import consent_for, install_for
 from governance.application import InstallStatus
-from governance.domain.consent import decide
-from governance.domain.site import UserInstalls
-from projections import connected_apps as apps_view
-from projections import policy as policy_view
 
 router = APIRouter(prefix="/v1/sites/{site_id}", tags=["installs"])
 
@@ -36,9 +33,9 @@ def install(
     governance: Governance,
     response: Response,
 ) -> InstallationPublic | JSONResponse:
-    org_id = same_org(principal, governance.site_org(site_id))
-    role = installer_role(principal, org_id, site_id)
-    outcome = governance.install_app(site_id, body.app_id, body.app_name, body.scopes, by, role)
+    outcome = install_for(
+        governance, principal, by, site_id, body.app_id, body.app_name, body.scopes
+    )
     position = {"X-Event-Position": str(outcome.position)}
     if outcome.status is InstallStatus.REFUSED:
         refusal = error_body(
@@ -82,17 +79,13 @@ def consent(
 ) -> ConsentDecision:
     """May the caller install this app now? What a consent screen asks before showing Accept."""
     with views.read() as tx:
-        policy = policy_view.get_policy(tx, site_id)
-        org_id = same_org(principal, policy.org_id if policy else None)
-        role = installer_role(principal, org_id, site_id)
-        grant = apps_view.account_grant(tx, site_id, app_id, principal.account_id)
-    assert policy is not None
-    verdict = decide(UserInstalls(policy.user_installs), role, granted=grant is not None)
+        consent = consent_for(tx, principal, site_id, app_id)
+    verdict = consent.verdict
     decision: Literal["allow", "deny"] = "allow" if verdict.allowed else "deny"
     runtime.metrics.consent_decided(decision, verdict.reason.value)
     return ConsentDecision(
         decision=decision,
         reason=verdict.reason.value,
         message=verdict.message,
-        policy_version=policy.version,
+        policy_version=consent.policy.version,
     )

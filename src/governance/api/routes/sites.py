@@ -16,6 +16,7 @@ from governance.api.schemas import (
     SiteSummary,
     UserInstallsChange,
 )
+from governance.api.usecases import change_user_installs, visible_sites
 from governance.application import CommandResult
 from governance.auth import Principal, Role
 from governance.domain.site import ExistingUserInstalls, UserInstalls
@@ -62,13 +63,8 @@ def register_site(
 @router.get("/orgs/{org_id}/sites", response_model=SiteList)
 def list_sites(org_id: OrgId, principal: CurrentPrincipal, views: Views) -> SiteList:
     _own_org(principal, org_id)
-    if not (principal.has(Role.ORG_ADMIN, Role.SITE_ADMIN) or principal.audits(org_id)):
-        raise forbidden("only admins and auditors of this organization may list its sites")
     with views.read() as tx:
-        sites = policy_view.list_sites(tx, org_id)
-    visible = [
-        s for s in sites if principal.administers(org_id, s.site_id) or principal.audits(org_id)
-    ]
+        visible = visible_sites(tx, principal)
     return SiteList(
         sites=[
             SiteSummary(site_id=s.site_id, name=s.name, user_installs=s.user_installs)
@@ -108,15 +104,12 @@ def set_user_installs(
         str | None, Header(description='The policy version you read, e.g. "3"; 412 when stale.')
     ] = None,
 ) -> PolicyPublic:
-    org_id = governance.site_org(site_id)
-    if org_id != principal.org_id:
-        raise not_found("site")
-    if not principal.administers(org_id, site_id):
-        raise forbidden("only an admin of this site or an org-admin may change its policy")
-    result, state = governance.set_user_installs(
+    result, state = change_user_installs(
+        governance,
+        principal,
+        by,
         site_id,
         UserInstalls(body.state),
-        by,
         reason=body.reason,
         expected_policy_version=_expected_version(if_match),
         existing_user_installs=ExistingUserInstalls(body.existing_user_installs),
