@@ -230,7 +230,8 @@ def _handler_for(request: Request, exc: Exception) -> _Handler | None:
 
 
 def _sentence(message: str) -> str:
-    message = message[:1].upper() + message[1:]
+    if not re.match(r"[\w.]+:", message):  # keep a leading field name as the API spells it
+        message = message[:1].upper() + message[1:]
     return message if message.endswith((".", "?", "!")) else message + "."
 
 
