@@ -30,6 +30,11 @@ def stylesheet() -> FileResponse:
     )
 
 
+@router.get("/favicon.ico")
+def no_icon() -> Response:
+    return Response(status_code=204, headers={"Cache-Control": "public, max-age=86400"})
+
+
 @_fallback.get("/admin/{rest:path}")
 def unknown_page(principal: PagePrincipal, rest: str) -> Response:
     """Any other console address: the same 404 page as a missing site, not a JSON error."""
