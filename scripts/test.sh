@@ -37,6 +37,11 @@ KAFKA_BOOTSTRAP_SERVERS=$(bash scripts/kafka.sh start)
 export KAFKA_BOOTSTRAP_SERVERS
 echo "using Kafka at $KAFKA_BOOTSTRAP_SERVERS"
 
+echo "== Chromium (tests/browser)"
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+fi
+
 echo "== pytest"
 mkdir -p test-output
 "$BIN/pytest" "$@"

@@ -7,7 +7,7 @@ Selenium is given both paths, so Selenium Manager never runs and nothing is down
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -135,5 +135,27 @@ class Page:
 
 
 @pytest.fixture
-def page(chrome: WebDriver, service: Service) -> Page:
-    return Page(chrome, service)
+def page(chrome: WebDriver, service: Service, request: pytest.FixtureRequest) -> Iterator[Page]:
+    browser = Page(chrome, service)
+    yield browser
+    report = request.node.stash.get(_CALL_REPORT, None)
+    if report is not None and report.failed:
+        # What the browser showed when the test failed, for whoever reads the CI log.
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        stem = SCREENSHOTS / f"FAILED-{request.node.name}"
+        chrome.save_screenshot(f"{stem}.png")
+        stem.with_suffix(".html").write_text(chrome.page_source, encoding="utf-8")
+        print(f"failed at {chrome.current_url}; see {stem}.png and .html")
+
+
+_CALL_REPORT = pytest.StashKey[pytest.TestReport]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.when == "call":
+        item.stash[_CALL_REPORT] = report
+    return report
