@@ -20,6 +20,7 @@ def register_site(service: Service) -> None:
     admin = service.token("alice", "org-admin")
     answer = httpx2.put(f"{service.url}/v1/orgs/acme/sites/s1", json={"name": "One"}, headers=admin)
     assert answer.status_code == 201
+    caught_up(service, answer, admin)
 
 
 def install(service: Service, user: str, app_id: str, app_name: str) -> None:
@@ -27,6 +28,14 @@ def install(service: Service, user: str, app_id: str, app_name: str) -> None:
     headers = service.token(user, "user", "acme", "s1")
     answer = httpx2.post(f"{service.url}/v1/sites/s1/installations", json=body, headers=headers)
     assert answer.status_code == 201
+    caught_up(service, answer, headers)
+
+
+def caught_up(service: Service, command: httpx2.Response, headers: dict[str, str]) -> None:
+    """Wait until the read models (in another process on PostgreSQL) include `command`."""
+    position = command.headers["X-Event-Position"]
+    url = f"{service.url}/v1/sites/s1/consent?app_id=any&min_position={position}"
+    assert httpx2.get(url, headers=headers, timeout=10).status_code == 200
 
 
 def test_blocking_user_apps_disables_accept_on_the_consent_screen(

@@ -59,9 +59,12 @@ def main_text(page: httpx2.Response) -> str:
 
 
 @pytest.fixture
-def admin_api(client: TestClient, tokens: Tokens) -> dict[str, str]:
+def admin_api(client: TestClient, tokens: Tokens, runtime: Runtime) -> dict[str, str]:
+    """An org admin's API header, once site s1 is registered and in the views."""
     header = tokens.header("alice", Role.ORG_ADMIN)
-    assert client.put("/v1/orgs/acme/sites/s1", json={"name": "One"}, headers=header).is_success
+    registered = client.put("/v1/orgs/acme/sites/s1", json={"name": "One"}, headers=header)
+    assert registered.status_code == 201
+    assert runtime.projector.wait_for(int(registered.headers["X-Event-Position"]), 5)
     return header
 
 
@@ -239,7 +242,8 @@ def test_errors_are_pages_and_a_foreign_site_looks_missing(
     browser: Browser, client: TestClient, tokens: Tokens
 ) -> None:
     other_org = tokens.header("gina", Role.ORG_ADMIN, org="globex")
-    client.put("/v1/orgs/globex/sites/g1", json={"name": "Globex"}, headers=other_org)
+    registered = client.put("/v1/orgs/globex/sites/g1", json={"name": "Globex"}, headers=other_org)
+    assert browser.runtime.projector.wait_for(int(registered.headers["X-Event-Position"]), 5)
     browser.sign_in("alice", Role.ORG_ADMIN)
     foreign = browser.get("/admin/sites/g1/connected-apps")
     missing = browser.get("/admin/sites/nowhere/connected-apps")
