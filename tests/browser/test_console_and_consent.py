@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import httpx2
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -55,6 +57,12 @@ def test_blocking_user_apps_disables_accept_on_the_consent_screen(
     assert_accessible(page.driver)
     page.click(accept)
     assert "You have connected Wiki Sync to this site" in page.main()
+    # Apps link here from their own site: the session cookie (SameSite=Lax) must come along.
+    elsewhere = f"<a href='{service.url}{CHAT}'>Connect Chat Bot</a>"
+    page.driver.get("data:text/html," + quote(elsewhere))
+    page.click(page.link("Connect Chat Bot"))
+    assert page.driver.current_url == service.url + CHAT
+    assert "Chat Bot wants to connect to One" in page.main()
 
     page.sign_in("alice", "org-admin", then=CONSOLE)
     assert "User-installed apps Allowed" in page.main()

@@ -90,7 +90,7 @@ def test_a_page_sends_a_stranger_to_sign_in_and_back(browser: Browser) -> None:
     assert signed_in.headers["location"] == CONSOLE + "?min_position=0"
     cookie = signed_in.headers["set-cookie"]
     assert cookie.startswith("governance_session=")
-    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Secure" not in cookie
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Secure" not in cookie
     page = browser.follow(signed_in)
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert "User-installed apps Allowed" in main_text(page)

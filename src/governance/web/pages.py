@@ -244,12 +244,17 @@ def _finish(request: Request, response: Response) -> None:
 
 
 def set_cookie(request: Request, response: Response, name: str, value: str) -> None:
-    """HttpOnly and SameSite=Strict always; Secure whenever the page came over HTTPS."""
+    """HttpOnly and SameSite=Lax always; Secure whenever the page came over HTTPS.
+
+    Lax, not Strict: an app sends its user to the consent screen from another site, and that
+    top-level GET must carry the session. Cross-site POSTs still carry no cookie, and every
+    POST needs the CSRF token besides.
+    """
     response.set_cookie(
         name,
         value,
         httponly=True,
-        samesite="strict",
+        samesite="lax",
         secure=request.url.scheme == "https",
         path="/",
     )
@@ -257,5 +262,5 @@ def set_cookie(request: Request, response: Response, name: str, value: str) -> N
 
 def clear_cookie(request: Request, response: Response, name: str) -> None:
     response.delete_cookie(
-        name, path="/", httponly=True, samesite="strict", secure=request.url.scheme == "https"
+        name, path="/", httponly=True, samesite="lax", secure=request.url.scheme == "https"
     )
