@@ -7,6 +7,7 @@ Selenium is given both paths, so Selenium Manager never runs and nothing is down
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
@@ -110,6 +111,15 @@ class Page:
 
     def main(self) -> str:
         return " ".join(self.driver.find_element(By.TAG_NAME, "main").text.split())
+
+    def main_shows(self, text: str, timeout: float = 15) -> str:
+        """Reload until `text` is on the page: another user's write reaches the views a moment
+        later (the projector runs in its own process), as it would for a real admin."""
+        deadline = time.monotonic() + timeout
+        while text not in self.main() and time.monotonic() < deadline:
+            time.sleep(0.2)
+            self.driver.refresh()
+        return self.main()
 
     def shoot(self, name: str) -> None:
         """Save the whole page at desktop width and at 320 px, and check 320 px needs no scroll."""
