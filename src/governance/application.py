@@ -6,30 +6,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Recording
 
+from governance.approvals import ApprovalCommands
 from governance.domain.actor import Actor
-from governance.domain.consent import ConsentReason, decide
+from governance.domain.consent import ConsentReason, decide_install
 from governance.domain.errors import AppNotConnected, SiteIdTaken, SiteNotFound
 from governance.domain.grant import Grant, InstalledBy, InstallRequest
 from governance.domain.ids import site_aggregate_id
+from governance.domain.request_case import AppRequestCase
 from governance.domain.site import ExistingUserInstalls, Site, UserInstalls
 from governance.reporting import Observer, reported
+from governance.results import CommandResult
 
-
-@dataclass(frozen=True)
-class CommandResult:
-    """What a command did: whether it wrote events, and the log position to read one's writes at."""
-
-    changed: bool
-    position: int
-
-    @property
-    def refusal(self) -> None:
-        return None  # commands other than installs raise a domain error to refuse
+__all__ = ["CommandResult", "GovernanceApplication", "InstallOutcome", "InstallStatus"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +55,8 @@ class InstallOutcome:
     installed_at: datetime | None
     policy_version: int
     message: str | None = None
+    reason: ConsentReason | None = None
+    can_request: bool = False
 
     @property
     def changed(self) -> bool:
@@ -68,15 +64,17 @@ class InstallOutcome:
 
     @property
     def refusal(self) -> str | None:
-        return "user_installs_blocked" if self.status is InstallStatus.REFUSED else None
+        return str(self.reason) if self.status is InstallStatus.REFUSED else None
 
 
 _ATTEMPTS = 3
 T = TypeVar("T")
 
 
-class GovernanceApplication(Application[Any]):
+class GovernanceApplication(ApprovalCommands, Application[Any]):
     name = "governance"
+    # A popular request case gathers many requesters: rebuild it from a recent snapshot.
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {AppRequestCase: 100}
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)
@@ -156,9 +154,17 @@ class GovernanceApplication(Application[Any]):
                 grant.installed_at,
                 site.policy_version,
                 verdict.message,
+                verdict.reason,
+                verdict.can_request,
             )
 
-        verdict = decide(site.user_installs, installed_by, granted=grant.covers(scopes, epoch))
+        # Only an end user under a site block can have a request pending that matters.
+        pending = (
+            self._get_case(site_id, app_id).pending_scopes(by.account_id)
+            if site.user_installs is UserInstalls.BLOCKED and installed_by is InstalledBy.USER
+            else None
+        )
+        verdict = decide_install(site, grant, installed_by, app_id, scopes, pending)
         if verdict.reason is ConsentReason.ALREADY_INSTALLED:
             return outcome(InstallStatus.ALREADY_INSTALLED, self._head())
         request = InstallRequest(
@@ -170,7 +176,7 @@ class GovernanceApplication(Application[Any]):
             policy_version=site.policy_version,
         )
         if not verdict.allowed:
-            grant.refuse(request, by)
+            grant.refuse(request, by, refusal=str(verdict.reason))
             return outcome(InstallStatus.REFUSED, self._save(grant))
         grant.install(request, by, installed_by=installed_by, removal_epoch=epoch)
         return outcome(InstallStatus.INSTALLED, self._save(grant))
@@ -239,7 +245,7 @@ class GovernanceApplication(Application[Any]):
                     raise
         raise AssertionError("unreachable")
 
-    def _save(self, *aggregates: Site | Grant) -> int:
+    def _save(self, *aggregates: Aggregate) -> int:
         recordings: list[Recording[Any]] = self.save(*aggregates)
         for callback in self.after_save:
             callback()

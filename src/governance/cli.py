@@ -1,4 +1,5 @@
-"""The `governance` command: serve, migrate, project, issue tokens, show the configuration, demo."""
+"""The `governance` command: serve, migrate, project, expire requests, issue tokens, show the
+configuration, demo."""
 
 from __future__ import annotations
 
@@ -111,6 +112,20 @@ def _serve_metrics(runtime: Runtime, port: int | None) -> MetricsServer | None:
             err=True,
         )
         raise typer.Exit(2) from None
+
+
+@cli.command("expire-requests")
+def expire_requests() -> None:
+    """Expire the app request cases open for longer than GOVERNANCE_APP_REQUEST_TTL_DAYS."""
+    from governance.runtime import Runtime
+
+    runtime = Runtime(_settings())
+    try:
+        runtime.projector.catch_up()  # decide on views that include every request so far
+        expired = runtime.expire_requests()
+    finally:
+        runtime.close()
+    typer.echo(f"expired {len(expired)} request case(s)" + "".join(f"\n{c}" for c in expired))
 
 
 @cli.command()

@@ -117,6 +117,20 @@ class Settings(BaseSettings):
         " The API serves /metrics on its own port.",
     )
 
+    app_request_ttl_days: float = Field(
+        default=14,
+        gt=0,
+        le=3650,
+        description="Days an open app request case waits for an admin before it expires.",
+    )
+    app_request_sweep_interval: float = Field(
+        default=60,
+        gt=0,
+        le=86400,
+        description="Seconds between two sweeps for request cases to expire (in the process"
+        " that runs the projector).",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _postgres_only(cls, value: str | None) -> str | None:

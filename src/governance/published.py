@@ -13,6 +13,7 @@ from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from governance.domain.grant import Grant
+from governance.domain.request_case import AppRequestCase
 from governance.domain.site import Site
 
 # Public name -> CloudEvents type suffix. A breaking change to an event's data is a new version.
@@ -24,6 +25,16 @@ EVENT_TYPES: dict[type, tuple[str, str]] = {
     Grant.AppInstalled: ("AppInstalled", "site.app.installed.v1"),
     Grant.InstallBlocked: ("InstallBlocked", "site.app.install_blocked.v1"),
     Grant.AppUninstalled: ("AppUninstalled", "site.app.uninstalled.v1"),
+    Site.AppApproved: ("AppApproved", "site.app.approved.v1"),
+    Site.AppBlocked: ("AppBlocked", "site.app.blocked.v1"),
+    Site.AppApprovalWithdrawn: ("AppApprovalWithdrawn", "site.app.approval_withdrawn.v1"),
+    Site.AppUnblocked: ("AppUnblocked", "site.app.unblocked.v1"),
+    AppRequestCase.AppRequested: ("AppRequested", "site.app_request.created.v1"),
+    AppRequestCase.AppRequestApproved: ("AppRequestApproved", "site.app_request.approved.v1"),
+    AppRequestCase.AppRequestDenied: ("AppRequestDenied", "site.app_request.denied.v1"),
+    AppRequestCase.AppRequestBlocked: ("AppRequestBlocked", "site.app_request.blocked.v1"),
+    AppRequestCase.AppRequestCancelled: ("AppRequestCancelled", "site.app_request.cancelled.v1"),
+    AppRequestCase.AppRequestExpired: ("AppRequestExpired", "site.app_request.expired.v1"),
 }
 CLOUDEVENT_TYPE_PREFIX = "io.governance."
 _ENVELOPE = ("originator_id", "originator_version", "timestamp", "originator_topic")

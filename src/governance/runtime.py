@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from datetime import datetime
 
 from governance.application import GovernanceApplication
 from governance.auth import TokenCodec
 from governance.config import Settings
 from governance.eventstore import EVENTS_TABLE, event_store_env
+from governance.expiry import expire_stale_requests, sweep_periodically
 from governance.observability.process import process_metrics
+from projections.app_lists import AppListsProjection
+from projections.app_requests import AppRequestsProjection
 from projections.base import Projection
 from projections.connected_apps import ConnectedAppsProjection
 from projections.history import SiteHistoryProjection
@@ -20,7 +24,13 @@ from projections.store import PostgresViewStore, SQLiteViewStore, ViewStore
 
 
 def all_projections() -> Sequence[Projection]:
-    return (SitePolicyProjection(), ConnectedAppsProjection(), SiteHistoryProjection())
+    return (
+        SitePolicyProjection(),
+        ConnectedAppsProjection(),
+        SiteHistoryProjection(),
+        AppListsProjection(),
+        AppRequestsProjection(),
+    )
 
 
 class Runtime:
@@ -51,12 +61,25 @@ class Runtime:
         """Run the projector in a background thread, woken by new events."""
         self.application.after_save.append(self.projector.wake.set)
         self._start_listener()
+        self._start_request_expiry()
         self._spawn(self.projector.run, self._stop, self.settings.projector_idle_wait)
 
     def run_projector(self) -> None:
         """Run the projector in this thread until `close()` is called from another."""
         self._start_listener()
+        self._start_request_expiry()
         self.projector.run(self._stop, self.settings.projector_idle_wait)
+
+    def expire_requests(self, now: datetime | None = None) -> list[str]:
+        """Expire the request cases open for longer than the configured time (ids expired)."""
+        return expire_stale_requests(
+            self.application, self.views, self.settings.app_request_ttl_days, now
+        )
+
+    def _start_request_expiry(self) -> None:
+        # One sweeper per deployment, beside the one projector whose views it reads.
+        interval = self.settings.app_request_sweep_interval
+        self._spawn(sweep_periodically, self.expire_requests, self._stop, interval)
 
     def _start_listener(self) -> None:
         # SQLite cannot notify: there the in-process save hook and the idle timeout wake it.

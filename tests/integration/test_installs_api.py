@@ -124,6 +124,7 @@ def test_consent_answers_for_the_caller(client: TestClient, tokens: Tokens) -> N
         "reason": "allowed_by_policy",
         "message": None,
         "policy_version": 1,
+        "can_request": False,
     }
     scene.install(scene.ann, "x")
     scene.set_policy("blocked")
@@ -135,6 +136,7 @@ def test_consent_answers_for_the_caller(client: TestClient, tokens: Tokens) -> N
         "user_installs_blocked",
         2,
     )
+    assert denied["can_request"] is True
     assert "disabled end-user installs" in denied["message"]
     admin = scene.get("/v1/sites/s1/consent", scene.site_admin, app_id="x").json()
     assert (admin["decision"], admin["reason"]) == ("allow", "admin_install")
@@ -237,6 +239,12 @@ VIEW_TABLES = (
     "site_grants",
     "grant_intervals",
     "site_history",
+    "site_history_apps",
+    "site_app_lists",
+    "site_app_list_history",
+    "app_request_cases",
+    "app_requesters",
+    "app_requester_intervals",
 )
 
 

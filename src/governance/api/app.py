@@ -7,7 +7,15 @@ from fastapi import FastAPI
 
 from governance import web
 from governance.api.errors import install_error_handlers
-from governance.api.routes import connected_apps, health, installs, metrics, sites
+from governance.api.routes import (
+    app_lists,
+    app_requests,
+    connected_apps,
+    health,
+    installs,
+    metrics,
+    sites,
+)
 from governance.config import Settings
 from governance.observability.http import ObservedRequests
 from governance.runtime import Runtime
@@ -40,6 +48,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(sites.router)
     app.include_router(installs.router)
     app.include_router(connected_apps.router)
+    app.include_router(app_lists.router)
+    app.include_router(app_requests.router)
     app.include_router(metrics.router)
     app.include_router(web.router)
     # The request id, the request metrics and the access log (see governance.observability).

@@ -16,9 +16,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from governance.auth import InvalidToken
 from governance.domain.errors import (
+    AppIsBlocked,
     AppNotConnected,
+    CaseNotFound,
     DomainError,
     GrantNotFound,
+    RequestNotFound,
+    ScopesNotRequested,
     SiteIdTaken,
     SiteNotFound,
     StalePolicyVersion,
@@ -59,6 +63,10 @@ _DOMAIN_STATUS: dict[type[DomainError], int] = {
     AppNotConnected: 404,
     SiteIdTaken: 409,
     StalePolicyVersion: 412,
+    AppIsBlocked: 403,
+    CaseNotFound: 404,
+    RequestNotFound: 404,
+    ScopesNotRequested: 422,
 }
 
 

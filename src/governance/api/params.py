@@ -4,6 +4,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Path, Query
+from pydantic import StringConstraints
 
 from governance.api.errors import ApiError
 
@@ -33,3 +34,7 @@ def _as_of(
 
 
 AsOf = Annotated[datetime | None, Depends(_as_of)]
+ScopesQuery = Annotated[
+    list[Annotated[str, StringConstraints(min_length=1, max_length=200)]],
+    Query(max_length=100, description="A scope the app asks for; repeat for several"),
+]

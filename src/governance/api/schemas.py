@@ -85,6 +85,9 @@ class ConsentDecision(BaseModel):
     reason: str
     message: str | None
     policy_version: int
+    can_request: bool = Field(
+        default=False, description="Whether the caller may ask an admin for the app"
+    )
 
 
 class ConnectedAppPublic(BaseModel):

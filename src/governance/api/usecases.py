@@ -19,8 +19,10 @@ from governance.auth import Principal, Role
 from governance.domain.actor import Actor
 from governance.domain.consent import Decision, decide
 from governance.domain.grant import InstalledBy
-from governance.domain.site import ExistingUserInstalls, UserInstalls
+from governance.domain.site import AppList, ExistingUserInstalls, UserInstalls
 from governance.runtime import Runtime
+from projections import app_lists as lists_view
+from projections import app_requests as requests_view
 from projections import connected_apps as apps_view
 from projections import policy as policy_view
 from projections.store import Tx
@@ -54,14 +56,28 @@ class Consent:
     verdict: Decision
 
 
-def consent_for(tx: Tx, principal: Principal, site_id: str, app_id: str) -> Consent:
-    """May the caller install this app now, as the views say (the install command decides too)."""
+def consent_for(
+    tx: Tx, principal: Principal, site_id: str, app_id: str, scopes: Sequence[str] = ()
+) -> Consent:
+    """May the caller install this app with these scopes now, and if not, may they request it?
+
+    As the views say; the install and request commands decide by the same rule.
+    """
     policy = policy_view.get_policy(tx, site_id)
     org_id = same_org(principal, policy.org_id if policy else None)
     assert policy is not None
     role = installer_role(principal, org_id, site_id)
     grant = apps_view.account_grant(tx, site_id, app_id, principal.account_id)
-    verdict = decide(UserInstalls(policy.user_installs), role, granted=grant is not None)
+    listed = lists_view.listed_app(tx, site_id, app_id)
+    verdict = decide(
+        UserInstalls(policy.user_installs),
+        role,
+        scopes=scopes,
+        granted=grant is not None and set(scopes) <= set(grant.scopes),
+        listed=AppList(listed.status) if listed else None,
+        approved_scopes=listed.scopes if listed else [],
+        pending_scopes=requests_view.pending_scopes(tx, site_id, app_id, principal.account_id),
+    )
     return Consent(policy, role, grant, verdict)
 
 

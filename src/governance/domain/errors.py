@@ -42,3 +42,39 @@ class AppNotConnected(DomainError):
     """No one has the app installed on that site."""
 
     code = "app_not_connected"
+
+
+class CaseNotFound(DomainError):
+    """No request case with that id on this site."""
+
+    code = "case_not_found"
+
+
+class CaseClosed(DomainError):
+    """The case was decided (or closed otherwise) and cannot take another outcome."""
+
+    code = "case_closed"
+
+
+class RequestNotFound(DomainError):
+    """The account has no open request in that case."""
+
+    code = "request_not_found"
+
+
+class ScopesNotRequested(DomainError):
+    """An approval named scopes that no requester asked for."""
+
+    code = "scopes_not_requested"
+
+
+class AppIsBlocked(DomainError):
+    """The app is on the site's blocked list: no one may install or request it."""
+
+    code = "app_blocked"
+
+
+class RequestNotNeeded(DomainError):
+    """The account may install the app already, so there is nothing to ask an admin for."""
+
+    code = "request_not_needed"

@@ -6,7 +6,7 @@ A grant is its own short stream, so 100,000 users installing one app on one site
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -61,7 +61,8 @@ class Grant(ImplicitAggregate):
             aggregate.installed_at = self.timestamp
 
     class InstallBlocked(ImplicitAggregate.Event):
-        """An attempt the policy refused; it changes nothing but the record."""
+        """An attempt the install rule refused (`refusal`: its reason code); it changes nothing
+        but the record."""
 
         org_id: str
         site_id: str
@@ -70,6 +71,7 @@ class Grant(ImplicitAggregate):
         scopes: list[str]
         account_id: str
         policy_version: int
+        refusal: str
         actor: str
         on_behalf_of: str | None
         request_id: str | None
@@ -107,7 +109,7 @@ class Grant(ImplicitAggregate):
         """Installed, and not swept away by an admin removal since (a newer removal epoch)."""
         return self.installed and self.removal_epoch == removal_epoch
 
-    def covers(self, scopes: Sequence[str], removal_epoch: int) -> bool:
+    def covers(self, scopes: Collection[str], removal_epoch: int) -> bool:
         return self.is_active(removal_epoch) and set(scopes) <= set(self.scopes)
 
     def install(
@@ -138,8 +140,9 @@ class Grant(ImplicitAggregate):
         )
         return True
 
-    def refuse(self, request: InstallRequest, by: Actor) -> None:
-        """Record an attempt the policy refused: auditors see who tried what, and when."""
+    def refuse(self, request: InstallRequest, by: Actor, *, refusal: str) -> None:
+        """Record an attempt the install rule refused: auditors see who tried what, when, and
+        which rule refused it."""
         self.trigger_event(
             self.InstallBlocked,
             org_id=request.org_id,
@@ -149,6 +152,7 @@ class Grant(ImplicitAggregate):
             scopes=sorted(set(request.scopes)),
             account_id=by.account_id,
             policy_version=request.policy_version,
+            refusal=refusal,
             **by.recorded(),
         )
 

@@ -15,3 +15,7 @@ def site_aggregate_id(site_id: str) -> UUID:
 def grant_aggregate_id(site_id: str, app_id: str, account_id: str) -> UUID:
     # The separator cannot occur in the ids, so no two triples share a name.
     return uuid5(NAMESPACE, f"grant:{site_id}\x1f{app_id}\x1f{account_id}")
+
+
+def request_case_aggregate_id(site_id: str, app_id: str) -> UUID:
+    return uuid5(NAMESPACE, f"request-case:{site_id}\x1f{app_id}")

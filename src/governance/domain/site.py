@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict
 
 from eventsourcing.domain import Aggregate
 
@@ -23,6 +25,26 @@ class ExistingUserInstalls(StrEnum):
 
     KEEP = "keep"
     REMOVE = "remove"
+
+
+class AppList(StrEnum):
+    """A site's lists of apps: approved ones users may install while installs are blocked (within
+    the approved scopes), blocked ones nobody may install."""
+
+    APPROVED = "approved"
+    BLOCKED = "blocked"
+
+
+class AppListing(TypedDict):
+    """An app's place on a site's lists. A plain dict, so the state stays snapshot-safe (JSON)."""
+
+    status: str
+    app_name: str
+    scopes: list[str]
+    reason: str | None
+    updated_by: str
+    updated_at: datetime
+    case_id: str | None
 
 
 class Site(Aggregate):
@@ -87,6 +109,85 @@ class Site(Aggregate):
         def apply(self, aggregate: Any) -> None:
             aggregate.removal_epochs[self.app_id] = self.removal_epoch
 
+    class AppApproved(Aggregate.Event):
+        """Users may install the app, within `scopes`, even while user installs are blocked."""
+
+        org_id: str
+        site_id: str
+        app_id: str
+        app_name: str
+        scopes: list[str]
+        case_id: str | None
+        actor: str
+        on_behalf_of: str | None
+        reason: str | None
+        request_id: str | None
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.app_lists[self.app_id] = AppListing(
+                status=AppList.APPROVED,
+                app_name=self.app_name,
+                scopes=self.scopes,
+                reason=self.reason,
+                updated_by=self.actor,
+                updated_at=self.timestamp,
+                case_id=self.case_id,
+            )
+
+    class AppBlocked(Aggregate.Event):
+        """Nobody, admins included, may install the app; `existing_installs` says what happened
+        to the grants of it (on `remove`, an AppRemoved follows in the same transaction)."""
+
+        org_id: str
+        site_id: str
+        app_id: str
+        app_name: str
+        existing_installs: str
+        case_id: str | None
+        actor: str
+        on_behalf_of: str | None
+        reason: str | None
+        request_id: str | None
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.app_lists[self.app_id] = AppListing(
+                status=AppList.BLOCKED,
+                app_name=self.app_name,
+                scopes=[],
+                reason=self.reason,
+                updated_by=self.actor,
+                updated_at=self.timestamp,
+                case_id=self.case_id,
+            )
+
+    class AppApprovalWithdrawn(Aggregate.Event):
+        """The app is no longer approved: the site policy alone decides again. Grants stay."""
+
+        org_id: str
+        site_id: str
+        app_id: str
+        actor: str
+        on_behalf_of: str | None
+        reason: str | None
+        request_id: str | None
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.app_lists.pop(self.app_id, None)
+
+    class AppUnblocked(Aggregate.Event):
+        """The app is no longer blocked: the site policy alone decides again."""
+
+        org_id: str
+        site_id: str
+        app_id: str
+        actor: str
+        on_behalf_of: str | None
+        reason: str | None
+        request_id: str | None
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.app_lists.pop(self.app_id, None)
+
     def __init__(self, org_id: str, site_id: str, name: str, actor: str) -> None:
         # Called with SiteRegistered's fields when the site is registered or rebuilt.
         self.org_id = org_id
@@ -98,6 +199,8 @@ class Site(Aggregate):
         self.reason: str | None = None
         # Per app, how many times an admin removed it: grants from an older epoch are revoked.
         self.removal_epochs: dict[str, int] = {}
+        # Apps on the approved or blocked list; an app on neither is not a key.
+        self.app_lists: dict[str, AppListing] = {}
 
     @classmethod
     def register(cls, org_id: str, site_id: str, name: str, by: Actor) -> Site:
@@ -155,6 +258,96 @@ class Site(Aggregate):
             reason=reason,
             **by.recorded(),
         )
+
+    def listing(self, app_id: str) -> AppListing | None:
+        return self.app_lists.get(app_id)
+
+    def listed(self, app_id: str) -> AppList | None:
+        listing = self.app_lists.get(app_id)
+        return AppList(listing["status"]) if listing else None
+
+    def approved_scopes(self, app_id: str) -> list[str]:
+        listing = self.app_lists.get(app_id)
+        return list(listing["scopes"]) if listing else []
+
+    def approve_app(
+        self,
+        app_id: str,
+        app_name: str,
+        scopes: Collection[str],
+        by: Actor,
+        *,
+        reason: str | None = None,
+        case_id: str | None = None,
+    ) -> bool:
+        """Approve the app for exactly `scopes` (replacing a block or an earlier approval).
+
+        False, and nothing recorded, when it is approved for those scopes already.
+        """
+        wanted = sorted(set(scopes))
+        if self.listed(app_id) is AppList.APPROVED and self.approved_scopes(app_id) == wanted:
+            return False
+        self.trigger_event(
+            self.AppApproved,
+            org_id=self.org_id,
+            site_id=self.site_id,
+            app_id=app_id,
+            app_name=app_name,
+            scopes=wanted,
+            case_id=case_id,
+            reason=reason,
+            **by.recorded(),
+        )
+        return True
+
+    def block_app(
+        self,
+        app_id: str,
+        app_name: str,
+        by: Actor,
+        *,
+        reason: str | None = None,
+        existing_installs: ExistingUserInstalls = ExistingUserInstalls.KEEP,
+        case_id: str | None = None,
+    ) -> bool:
+        """Block the app for everyone; on `remove`, revoke every grant of it as well.
+
+        False, and nothing recorded, when it is blocked already.
+        """
+        if self.listed(app_id) is AppList.BLOCKED:
+            return False
+        self.trigger_event(
+            self.AppBlocked,
+            org_id=self.org_id,
+            site_id=self.site_id,
+            app_id=app_id,
+            app_name=app_name,
+            existing_installs=str(existing_installs),
+            case_id=case_id,
+            reason=reason,
+            **by.recorded(),
+        )
+        if existing_installs is ExistingUserInstalls.REMOVE:
+            # The new removal epoch revokes every grant decided before the block, including an
+            # install still in flight, so this does not depend on a (possibly lagging) view.
+            self.remove_app(app_id, by, reason=reason)
+        return True
+
+    def clear_app_listing(self, app_id: str, by: Actor, *, reason: str | None = None) -> bool:
+        """Take the app off whichever list it is on; False when it is on neither."""
+        listed = self.listed(app_id)
+        if listed is None:
+            return False
+        event = self.AppApprovalWithdrawn if listed is AppList.APPROVED else self.AppUnblocked
+        self.trigger_event(
+            event,
+            org_id=self.org_id,
+            site_id=self.site_id,
+            app_id=app_id,
+            reason=reason,
+            **by.recorded(),
+        )
+        return True
 
     def change_policy(
         self, state: UserInstalls, version: int, actor: str, reason: str | None

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from governance.api.access import installer_role, same_org
 from governance.api.deps import CurrentActor, CurrentPrincipal, Governance, RuntimeDep, Views
 from governance.api.errors import error_body
-from governance.api.params import AppIdPath, AppIdQuery, SiteId
+from governance.api.params import AppIdPath, AppIdQuery, ScopesQuery, SiteId
 from governance.api.schemas import ConsentDecision, ErrorBody, InstallationPublic, InstallRequest
 from governance.api.usecases import consent_for, install_for
 from governance.application import InstallStatus
@@ -22,7 +22,12 @@ router = APIRouter(prefix="/v1/sites/{site_id}", tags=["installs"])
     response_model=InstallationPublic,
     responses={
         200: {"model": InstallationPublic, "description": "Already installed: nothing recorded"},
-        403: {"model": ErrorBody, "description": "Refused (code user_installs_blocked)"},
+        403: {
+            "model": ErrorBody,
+            "description": "Refused; the code is the consent reason (user_installs_blocked,"
+            " app_blocked, scopes_exceed_approval, request_pending) and `can_request` says"
+            " whether the caller may ask an admin for it",
+        },
     },
 )
 def install(
@@ -39,9 +44,10 @@ def install(
     position = {"X-Event-Position": str(outcome.position)}
     if outcome.status is InstallStatus.REFUSED:
         refusal = error_body(
-            "user_installs_blocked",
-            outcome.message or "installs are blocked",
+            str(outcome.reason),
+            outcome.message or "the install was refused",
             policy_version=outcome.policy_version,
+            can_request=outcome.can_request,
         )
         return JSONResponse(refusal, status_code=403, headers=position)
     response.status_code = 201 if outcome.status is InstallStatus.INSTALLED else 200
@@ -76,10 +82,14 @@ def consent(
     principal: CurrentPrincipal,
     views: Views,
     runtime: RuntimeDep,
+    scopes: ScopesQuery = [],  # noqa: B006 - never mutated
 ) -> ConsentDecision:
-    """May the caller install this app now? What a consent screen asks before showing Accept."""
+    """May the caller install this app (with these scopes) now, and if not, may they request it?
+
+    What a consent screen asks before showing Accept, or a "Request access" button.
+    """
     with views.read() as tx:
-        consent = consent_for(tx, principal, site_id, app_id)
+        consent = consent_for(tx, principal, site_id, app_id, scopes)
     verdict = consent.verdict
     decision: Literal["allow", "deny"] = "allow" if verdict.allowed else "deny"
     runtime.metrics.consent_decided(decision, verdict.reason.value)
@@ -88,4 +98,5 @@ def consent(
         reason=verdict.reason.value,
         message=verdict.message,
         policy_version=consent.policy.version,
+        can_request=verdict.can_request,
     )
