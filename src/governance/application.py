@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -68,6 +70,7 @@ class InstallOutcome:
 
 
 _ATTEMPTS = 3
+_BACKOFF = 0.005  # seconds: the first retry's longest wait, doubling with each attempt
 T = TypeVar("T")
 
 
@@ -232,17 +235,19 @@ class GovernanceApplication(ApprovalCommands, Application[Any]):
         return grant
 
     @staticmethod
-    def _retrying(command: Callable[[], T]) -> T:
+    def _retrying(command: Callable[[], T], attempts: int = _ATTEMPTS) -> T:
         """Run a command again when another writer saved the same aggregate first.
 
         The command reloads and decides afresh each time, so a retry never applies stale state.
+        Writers that collided wait a random moment first, so they do not collide again in step.
         """
-        for attempt in range(_ATTEMPTS):
+        for attempt in range(attempts):
             try:
                 return command()
             except IntegrityError:
-                if attempt == _ATTEMPTS - 1:
+                if attempt == attempts - 1:
                     raise
+                time.sleep(random.uniform(0, _BACKOFF * 2**attempt))  # noqa: S311 - jitter
         raise AssertionError("unreachable")
 
     def _save(self, *aggregates: Aggregate) -> int:

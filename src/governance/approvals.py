@@ -25,6 +25,9 @@ from governance.results import CommandResult
 
 T = TypeVar("T")
 
+# Many people ask for a popular app at once, and each request writes to the app's one case.
+_REQUEST_ATTEMPTS = 10
+
 
 @dataclass(frozen=True)
 class ListingState:
@@ -78,7 +81,7 @@ class _Service(Protocol):
     def _get_case(self, site_id: str, app_id: str) -> AppRequestCase: ...
     def _save(self, *aggregates: Aggregate) -> int: ...
     def _head(self) -> int: ...
-    def _retrying(self, command: Callable[[], T]) -> T: ...
+    def _retrying(self, command: Callable[[], T], attempts: int = ...) -> T: ...
 
 
 class ApprovalCommands:
@@ -187,7 +190,7 @@ class ApprovalCommands:
                 _case(site_id, case), by.account_id, mine
             )
 
-        return self._retrying(attempt)
+        return self._retrying(attempt, _REQUEST_ATTEMPTS)
 
     @reported("approve_request", result_of=lambda result: result[0])
     def approve_request(
@@ -277,7 +280,7 @@ class ApprovalCommands:
             case.cancel(cycle, by, reason=reason)
             return _commit(self, True, case)
 
-        return self._retrying(attempt)
+        return self._retrying(attempt, _REQUEST_ATTEMPTS)
 
     @reported("expire_request")
     def expire_request(
