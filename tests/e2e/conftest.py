@@ -57,8 +57,16 @@ def wait_until_ready(url: str, process: subprocess.Popen[bytes], timeout: float 
     raise TimeoutError(f"{url} was not ready within {timeout} s")
 
 
+@pytest.fixture
+def service_env() -> dict[str, str]:
+    """More environment for the service's processes; a test module may override this fixture."""
+    return {}
+
+
 @pytest.fixture(params=BACKENDS)
-def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Service]:
+def service(
+    request: pytest.FixtureRequest, tmp_path: Path, service_env: dict[str, str]
+) -> Iterator[Service]:
     """`governance serve` on SQLite; on PostgreSQL, after `migrate`, beside `governance project`."""
     settings = make_settings(request.param, tmp_path)
     port = free_port()
@@ -69,6 +77,7 @@ def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Service]
         "PORT": str(port),
         # Workers' own /metrics listeners stay off here: parallel runs would share the port.
         "GOVERNANCE_METRICS_PORT": "0",
+        **service_env,
     }
     env.pop("DATABASE_URL", None)
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
