@@ -222,6 +222,10 @@ def test_admins_approve_block_and_clear_apps_directly(client: TestClient, tokens
     assert s.track(client.put(url, json=block, headers=s.site_admin)).status_code == 200
     assert "jira" not in s.apps()
     assert s.get(url, s.auditor).json()["status"] == "blocked"
+    approved_at = first.json()["updated_at"]
+    then = s.get(url, s.auditor, as_of=approved_at).json()
+    assert (then["status"], then["scopes"]) == ("approved", ["read"])
+    assert s.get(url, s.auditor, as_of="2000-01-01T00:00:00Z").json()["status"] == "none"
     cleared = s.track(client.delete(url, params={"reason": "fixed"}, headers=s.site_admin))
     assert cleared.status_code == 204
     assert s.get(url, s.auditor).json() == {
