@@ -64,10 +64,9 @@ class CaseState:
 
 @dataclass(frozen=True)
 class RequestState:
-    """One account's request and the case it is part of."""
+    """The caller's request (every scope they asked for) and the case it is part of."""
 
     case: CaseState
-    account_id: str
     scopes: tuple[str, ...]
 
 
@@ -185,10 +184,8 @@ class ApprovalCommands:
             changed = case.request(
                 site.org_id, site_id, app_id, app_name, scopes, justification, by
             )
-            mine = tuple(case.requesters[by.account_id])
-            return _commit(self, changed, case), RequestState(
-                _case(site_id, case), by.account_id, mine
-            )
+            mine = RequestState(_case(site_id, case), tuple(case.requesters[by.account_id]))
+            return _commit(self, changed, case), mine
 
         return self._retrying(attempt, _REQUEST_ATTEMPTS)
 

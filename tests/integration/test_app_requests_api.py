@@ -13,6 +13,9 @@ import httpx2
 from fastapi.testclient import TestClient
 
 from governance.auth import Role
+from governance.domain.actor import Actor
+from governance.domain.grant import InstalledBy
+from governance.domain.request_case import AppRequestCase
 from governance.published import EVENT_TYPES, describe
 from governance.runtime import Runtime
 from tests.conftest import Tokens
@@ -257,6 +260,9 @@ def test_a_requester_sees_and_cancels_their_requests(client: TestClient, tokens:
     s.set_policy("blocked")
     s.ask(s.ann, "jira", "read")
     s.ask(s.ben, "jira", "write")
+    widened = s.ask(s.ben, "jira", "admin", why="and to manage boards")
+    assert widened.status_code == 201
+    assert (widened.json()["scopes"], widened.json()["requester_count"]) == (["admin", "write"], 2)
     mine = "/v1/sites/s1/app-requests/jira~1/mine"
     cancelled = s.track(client.delete(mine, params={"reason": "not needed"}, headers=s.ann))
     assert cancelled.status_code == 204
@@ -264,7 +270,8 @@ def test_a_requester_sees_and_cancels_their_requests(client: TestClient, tokens:
     assert s.mine(s.ann)["jira~1"]["status"] == "cancelled"
     assert s.mine(s.ben)["jira~1"]["status"] == "open"
     (case,) = s.cases()
-    assert (case["requester_count"], case["scopes"]) == (1, ["write"])
+    assert (case["requester_count"], case["scopes"]) == (1, ["admin", "write"])
+    assert s.mine(s.ben)["jira~1"]["justification"] == "and to manage boards"
     assert s.consent(s.ann, "jira", "read")["can_request"] is True
     s.track(client.delete(mine, headers=s.ben))
     assert s.cases() == []
@@ -395,3 +402,22 @@ def test_views_survive_a_full_rebuild(client: TestClient, tokens: Tokens, runtim
     assert all(before[table] for table in ("site_app_list_history", "app_requester_intervals"))
     rebuild(runtime)
     assert dump_views(runtime) == before
+
+
+def test_a_popular_case_is_snapshotted_in_the_real_stores(
+    client: TestClient, tokens: Tokens, runtime: Runtime
+) -> None:
+    s = Requests(client, tokens)
+    s.set_policy("blocked")
+    app = runtime.application
+    for n in range(101):
+        who = Actor(f"user{n}")
+        app.request_app("s1", "popular", "Popular", ["read"], "why", who, InstalledBy.USER)
+    assert app.snapshots is not None
+    snapshots = list(app.snapshots.get(AppRequestCase.id_for("s1", "popular")))
+    assert [snapshot.originator_version for snapshot in snapshots] == [100]
+    s.position = app.head_position()
+    (case,) = s.cases()
+    assert case["requester_count"] == 101
+    approved = s.decide("popular~1", "approve", reason="everyone wants it")
+    assert approved.json()["requester_count"] == 101
