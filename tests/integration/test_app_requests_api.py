@@ -357,6 +357,12 @@ def test_input_rules_name_the_field(client: TestClient, tokens: Tokens) -> None:
         {"status": "approved", "scopes": ["s"] * 101},
     ):
         assert client.put(url, json=body, headers=s.site_admin).status_code == 422, body
+    consent = "/v1/sites/s1/consent"
+    for scopes in (["s"] * 101, ["s" * 201]):
+        query = {"app_id": "x", "scopes": scopes}
+        assert client.get(consent, params=query, headers=s.ann).status_code == 422
+    listing = s.get("/v1/sites/s1/app-requests", s.auditor, status="pending")
+    assert listing.status_code == 422 and "status" in listing.json()["error"]["message"]
     assert s.cases()[0]["status"] == "open"  # nothing was decided by any of them
 
 

@@ -3,6 +3,8 @@
 from governance.api.errors import forbidden, not_found
 from governance.auth import Principal, Role
 from governance.domain.grant import InstalledBy
+from projections import policy as policy_view
+from projections.store import Tx
 
 
 def same_org(principal: Principal, org_id: str | None) -> str:
@@ -20,6 +22,13 @@ def require_admin(principal: Principal, org_id: str, site_id: str) -> None:
 def require_admin_or_auditor(principal: Principal, org_id: str, site_id: str) -> None:
     if not (principal.administers(org_id, site_id) or principal.audits(org_id)):
         raise forbidden("only admins of this site, org-admins and auditors may read this")
+
+
+def require_reader(tx: Tx, principal: Principal, site_id: str) -> None:
+    """Admins of the site, org-admins and auditors may read its views (a foreign site: 404)."""
+    policy = policy_view.get_policy(tx, site_id)
+    org_id = same_org(principal, policy.org_id if policy else None)
+    require_admin_or_auditor(principal, org_id, site_id)
 
 
 def installer_role(principal: Principal, org_id: str, site_id: str) -> InstalledBy:

@@ -4,25 +4,16 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from governance.api.access import require_admin, require_admin_or_auditor, same_org
+from governance.api.access import require_admin, require_reader, same_org
 from governance.api.app_schemas import AppListingChange, AppListingPublic, AppListsPublic
 from governance.api.deps import CurrentActor, CurrentPrincipal, Governance, Views
 from governance.api.params import AppIdPath, AsOf, SiteId
 from governance.api.schemas import Reason
 from governance.approvals import ListingState
-from governance.auth import Principal
 from governance.domain.site import ExistingUserInstalls
 from projections import app_lists as lists_view
-from projections import policy as policy_view
-from projections.store import Tx
 
 router = APIRouter(prefix="/v1/sites/{site_id}/apps", tags=["app lists"])
-
-
-def _may_read(tx: Tx, principal: Principal, site_id: str) -> None:
-    policy = policy_view.get_policy(tx, site_id)
-    org_id = same_org(principal, policy.org_id if policy else None)
-    require_admin_or_auditor(principal, org_id, site_id)
 
 
 @router.get("", response_model=AppListsPublic)
@@ -35,7 +26,7 @@ def list_apps(
 ) -> AppListsPublic:
     """The site's approved and blocked apps (or one list), now or as they stood at `as_of`."""
     with views.read() as tx:
-        _may_read(tx, principal, site_id)
+        require_reader(tx, principal, site_id)
         if as_of is None:
             listed = lists_view.app_lists(tx, site_id)
         else:
@@ -56,7 +47,7 @@ def get_listing(
 ) -> AppListingPublic:
     """Whether the app is approved (and for which scopes), blocked, or on neither list."""
     with views.read() as tx:
-        _may_read(tx, principal, site_id)
+        require_reader(tx, principal, site_id)
         if as_of is None:
             listed = lists_view.listed_app(tx, site_id, app_id)
         else:

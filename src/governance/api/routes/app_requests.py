@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 
-from governance.api.access import installer_role, require_admin, require_admin_or_auditor, same_org
+from governance.api.access import installer_role, require_admin, require_reader, same_org
 from governance.api.app_schemas import (
     AppRequestCaseDetail,
     AppRequestCaseList,
@@ -29,8 +29,6 @@ from governance.domain.site import ExistingUserInstalls
 from governance.results import CommandResult
 from governance.runtime import Runtime
 from projections import app_requests as requests_view
-from projections import policy as policy_view
-from projections.store import Tx
 
 router = APIRouter(prefix="/v1", tags=["app requests"])
 
@@ -55,13 +53,6 @@ def _position(response: Response, result: CommandResult) -> None:
 
 def _admin(principal: Principal, governance: Governance, site_id: str) -> None:
     require_admin(principal, same_org(principal, governance.site_org(site_id)), site_id)
-
-
-def _may_read(tx: Tx, principal: Principal, site_id: str) -> None:
-    policy = policy_view.get_policy(tx, site_id)
-    require_admin_or_auditor(
-        principal, same_org(principal, policy.org_id if policy else None), site_id
-    )
 
 
 @router.post(
@@ -113,7 +104,7 @@ def list_cases(
     """The site's request cases, most requested first (then oldest first)."""
     wanted = None if status == "all" else status
     with views.read() as tx:
-        _may_read(tx, principal, site_id)
+        require_reader(tx, principal, site_id)
         if as_of is None:
             found = requests_view.cases(tx, site_id, wanted, limit)
         else:
@@ -132,7 +123,7 @@ def get_case(
 ) -> AppRequestCaseDetail:
     """One case with its requesters, their scopes and justifications."""
     with views.read() as tx:
-        _may_read(tx, principal, site_id)
+        require_reader(tx, principal, site_id)
         found = requests_view.case(tx, site_id, case_id)
         if found is None:
             raise not_found("request case")
