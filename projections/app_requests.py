@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, TypeAlias
 
-from governance.domain.request_case import AppRequestCase, CaseStatus
+from governance.domain.request_case import AppRequestCase, CaseStatus, make_case_id
 from projections.base import Projection, from_micros, handles, micros
 from projections.store import Row, Tx
 
@@ -305,7 +305,8 @@ def cases_as_of(
     )
     asking: dict[str, list[list[str]]] = {}
     for row in standing:
-        asking.setdefault(f"{row['app_id']}~{row['cycle']}", []).append(json.loads(row["scopes"]))
+        key = make_case_id(row["app_id"], row["cycle"])
+        asking.setdefault(key, []).append(json.loads(row["scopes"]))
     then = [_case_then(row, t, asking.get(row["case_id"], [])) for row in rows]
     chosen = [case for case in then if status is None or case.status == status]
     chosen.sort(key=lambda case: (-case.requester_count, case.opened_at, case.app_id))

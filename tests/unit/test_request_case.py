@@ -13,7 +13,7 @@ from governance.domain.errors import (
     RequestNotFound,
     ScopesNotRequested,
 )
-from governance.domain.request_case import AppRequestCase, CaseStatus, case_id, parse_case_id
+from governance.domain.request_case import AppRequestCase, CaseStatus, make_case_id, parse_case_id
 
 ANN = Actor("ann", request_id="r1")
 BEN = Actor("ben", request_id="r2")
@@ -199,7 +199,7 @@ def test_a_case_is_rebuilt_from_its_events() -> None:
 
 
 def test_case_ids_name_the_app_and_the_cycle() -> None:
-    assert case_id("jira.cloud:v2", 12) == "jira.cloud:v2~12"
+    assert make_case_id("jira.cloud:v2", 12) == "jira.cloud:v2~12"
     assert parse_case_id("jira.cloud:v2~12") == ("jira.cloud:v2", 12)
     for bad in ("jira", "jira~0", "jira~x", "~1", "a b~1"):
         with pytest.raises(CaseNotFound):

@@ -36,7 +36,7 @@ class CaseStatus(StrEnum):
 _CASE_ID = re.compile(r"^(?P<app>[A-Za-z0-9._:-]{1,128})~(?P<cycle>[1-9][0-9]{0,8})$")
 
 
-def case_id(app_id: str, cycle: int) -> str:
+def make_case_id(app_id: str, cycle: int) -> str:
     return f"{app_id}~{cycle}"
 
 
@@ -196,7 +196,7 @@ class AppRequestCase(ImplicitAggregate):
 
     @property
     def case_id(self) -> str:
-        return case_id(self.app_id, self.cycle)
+        return make_case_id(self.app_id, self.cycle)
 
     @property
     def is_open(self) -> bool:
@@ -235,7 +235,7 @@ class AppRequestCase(ImplicitAggregate):
             site_id=site_id,
             app_id=app_id,
             app_name=app_name,
-            case_id=case_id(app_id, cycle),
+            case_id=make_case_id(app_id, cycle),
             cycle=cycle,
             account_id=by.account_id,
             scopes=sorted(set(scopes) | set(mine or [])),
@@ -293,7 +293,7 @@ class AppRequestCase(ImplicitAggregate):
         """The requester withdraws (RequestNotFound when they have no open request in it)."""
         if cycle != self.cycle or self.pending_scopes(by.account_id) is None:
             raise RequestNotFound(
-                f"{by.account_id} has no open request in case {case_id(self.app_id, cycle)}"
+                f"{by.account_id} has no open request in case {make_case_id(self.app_id, cycle)}"
             )
         self.trigger_event(
             self.AppRequestCancelled,
@@ -324,7 +324,7 @@ class AppRequestCase(ImplicitAggregate):
             raise CaseNotFound("no such request case on this site")
         if cycle < self.cycle:
             raise CaseClosed(
-                f"case {case_id(self.app_id, cycle)} is closed; the latest is {self.case_id}"
+                f"case {make_case_id(self.app_id, cycle)} is closed; the latest is {self.case_id}"
             )
         if self.status == outcome:
             return False
