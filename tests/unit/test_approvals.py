@@ -14,6 +14,7 @@ from governance.domain.grant import Grant, InstalledBy
 from governance.domain.ids import site_aggregate_id
 from governance.domain.request_case import AppRequestCase
 from governance.domain.site import ExistingUserInstalls, Site, UserInstalls
+from governance.reporting import CommandReport, Outcome
 
 OLGA = Actor("olga", "req-o")
 ANN = Actor("ann", "req-a")
@@ -159,3 +160,22 @@ def test_popular_cases_are_read_from_snapshots() -> None:
     assert case.requested_scopes() == ["read", "scope0", "scope1", "scope2"]
     _, approved = app.approve_request("s1", "x~1", OLGA)
     assert approved.requester_count == 205
+
+
+def test_each_command_is_reported_with_its_outcome(app: GovernanceApplication) -> None:
+    reports: list[CommandReport] = []
+    app.command_observers.append(reports.append)
+    request(app, ANN, "read")
+    request(app, ANN, "read")
+    app.block_request("s1", "x~1", OLGA, reason="never")
+    with pytest.raises(AppIsBlocked):
+        request(app, BEN, "read")
+    assert [(r.command, r.outcome, r.changed, r.error) for r in reports] == [
+        ("request_app", Outcome.ACCEPTED, True, None),
+        ("request_app", Outcome.ACCEPTED, False, None),
+        ("block_request", Outcome.ACCEPTED, True, None),
+        ("request_app", Outcome.REFUSED, False, "app_blocked"),
+    ]
+    refused = app.install_app("s1", "x", "X", ["read"], BEN, USER)
+    assert (reports[-1].command, reports[-1].error) == ("install_app", "app_blocked")
+    assert refused.status is InstallStatus.REFUSED
