@@ -57,17 +57,12 @@ def wait_until_ready(url: str, process: subprocess.Popen[bytes], timeout: float 
     raise TimeoutError(f"{url} was not ready within {timeout} s")
 
 
-@pytest.fixture
-def service_env() -> dict[str, str]:
-    """More environment for the service's processes; a test module may override this fixture."""
-    return {}
-
-
 @pytest.fixture(params=BACKENDS)
-def service(
-    request: pytest.FixtureRequest, tmp_path: Path, service_env: dict[str, str]
-) -> Iterator[Service]:
-    """`governance serve` on SQLite; on PostgreSQL, after `migrate`, beside `governance project`."""
+def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Service]:
+    """`governance serve` on SQLite; on PostgreSQL, after `migrate`, beside `governance project`.
+
+    A test module may set `SERVICE_ENV = {...}` to give the processes more environment.
+    """
     settings = make_settings(request.param, tmp_path)
     port = free_port()
     env = {
@@ -77,7 +72,7 @@ def service(
         "PORT": str(port),
         # Workers' own /metrics listeners stay off here: parallel runs would share the port.
         "GOVERNANCE_METRICS_PORT": "0",
-        **service_env,
+        **getattr(request.module, "SERVICE_ENV", {}),
     }
     env.pop("DATABASE_URL", None)
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)

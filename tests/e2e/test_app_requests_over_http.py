@@ -5,20 +5,17 @@ from __future__ import annotations
 import time
 
 import httpx2
-import pytest
 
 from tests.e2e.conftest import Service
 
 TTL_SECONDS = 1.5
 
 
-@pytest.fixture
-def service_env() -> dict[str, str]:
-    # Cases expire after 1.5 s, and the sweeper looks five times a second.
-    return {
-        "GOVERNANCE_APP_REQUEST_TTL_DAYS": str(TTL_SECONDS / 86400),
-        "GOVERNANCE_APP_REQUEST_SWEEP_INTERVAL": "0.2",
-    }
+# Cases expire after 1.5 s, and the sweeper looks five times a second.
+SERVICE_ENV = {
+    "GOVERNANCE_APP_REQUEST_TTL_DAYS": str(TTL_SECONDS / 86400),
+    "GOVERNANCE_APP_REQUEST_SWEEP_INTERVAL": "0.2",
+}
 
 
 def test_an_undecided_request_expires_and_may_be_requested_again(service: Service) -> None:
