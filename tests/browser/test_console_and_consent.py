@@ -118,3 +118,35 @@ def test_an_admin_removes_an_app_and_it_disappears(page: Page, service: Service)
     )
     page.shoot("timeline")
     assert_accessible(page.driver)
+
+
+def test_a_user_requests_an_app_and_an_admin_approves_it(page: Page, service: Service) -> None:
+    register_site(service)
+    admin = service.token("alice", "org-admin")
+    blocked = httpx2.put(
+        f"{service.url}/v1/sites/s1/policy/user-installs",
+        json={"state": "blocked"},
+        headers=admin,
+    )
+    caught_up(service, blocked, admin)
+    page.sign_in("ben", "user", "s1", then=CHAT)
+    assert not page.button("Accept").is_enabled()
+    page.driver.find_element(By.ID, "justification").send_keys("the team chats there")
+    page.click(page.button("Request access"))
+    assert "Your request is waiting for an admin" in page.main()
+    page.shoot("consent-requested")
+    assert_accessible(page.driver)
+
+    page.sign_in("alice", "org-admin", then="/admin/sites/s1/app-requests")
+    assert "chat-bot~1" in page.main_shows("chat-bot~1")
+    page.shoot("app-requests")
+    assert_accessible(page.driver)
+    page.click(page.button("Approve Chat Bot"))
+    assert "No open requests." in page.main()
+    assert "Approved apps (1)" in page.main()
+    page.shoot("app-requests-approved")
+    assert_accessible(page.driver)
+
+    page.sign_in("ben", "user", "s1", then=CHAT)
+    page.click(page.button("Accept"))
+    assert "You have connected Chat Bot to this site" in page.main()

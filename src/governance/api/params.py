@@ -14,6 +14,14 @@ SiteId = Annotated[str, Path(min_length=1, max_length=128, pattern=_ID)]
 SiteIdQuery = Annotated[str, Query(min_length=1, max_length=128, pattern=_ID)]
 AppIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=_ID)]
 AppIdQuery = Annotated[str, Query(min_length=1, max_length=128, pattern=_ID)]
+CaseIdPath = Annotated[
+    str,
+    Path(
+        max_length=140,
+        pattern=r"^[A-Za-z0-9._:-]{1,128}~[1-9][0-9]{0,8}$",
+        description="`<app_id>~<n>`: the n-th request case for the app on the site",
+    ),
+]
 
 
 def _as_of(

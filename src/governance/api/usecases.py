@@ -6,15 +6,17 @@ on whether it was asked for as JSON or as a page.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from governance.api.access import installer_role, require_admin, same_org
-from governance.api.errors import forbidden, not_found
+from governance.api.errors import ApiError, forbidden, not_found
 from governance.application import (
     CommandResult,
     GovernanceApplication,
     InstallOutcome,
     PolicyState,
 )
+from governance.approvals import CaseState, RequestState
 from governance.auth import Principal, Role
 from governance.domain.actor import Actor
 from governance.domain.consent import Decision, decide
@@ -139,4 +141,52 @@ def change_user_installs(
         reason=reason,
         expected_policy_version=expected_policy_version,
         existing_user_installs=existing_user_installs,
+    )
+
+
+def request_app_for(
+    governance: GovernanceApplication,
+    principal: Principal,
+    by: Actor,
+    site_id: str,
+    app_id: str,
+    app_name: str,
+    scopes: Sequence[str],
+    justification: str,
+) -> tuple[CommandResult, RequestState]:
+    """A user of the site asks its admins for an app the install rule refuses them."""
+    role = installer_role(principal, same_org(principal, governance.site_org(site_id)), site_id)
+    return governance.request_app(site_id, app_id, app_name, scopes, justification, by, role)
+
+
+CaseOutcome = Literal["approve", "deny", "block"]
+
+
+def decide_case(
+    governance: GovernanceApplication,
+    principal: Principal,
+    by: Actor,
+    site_id: str,
+    case_id: str,
+    outcome: CaseOutcome,
+    *,
+    reason: str | None,
+    scopes: Sequence[str] | None = None,
+    existing_installs: ExistingUserInstalls = ExistingUserInstalls.KEEP,
+) -> tuple[CommandResult, CaseState]:
+    """An admin of the site approves (for `scopes`, default all requested), denies or blocks."""
+    require_admin(principal, same_org(principal, governance.site_org(site_id)), site_id)
+    if outcome == "approve":
+        return governance.approve_request(site_id, case_id, by, scopes=scopes, reason=reason)
+    if not reason:
+        raise ApiError(
+            422,
+            "invalid_request",
+            "reason: say why; the requesters see it",
+            details=[{"field": "reason", "message": "say why; the requesters see it"}],
+        )
+    if outcome == "deny":
+        return governance.deny_request(site_id, case_id, by, reason=reason)
+    return governance.block_request(
+        site_id, case_id, by, reason=reason, existing_installs=existing_installs
     )

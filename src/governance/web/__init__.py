@@ -12,13 +12,13 @@ from fastapi import APIRouter, Response
 from fastapi.responses import FileResponse
 
 from governance.api.errors import not_found
-from governance.web import consent, console, session, timeline
+from governance.web import app_requests, consent, console, session, timeline
 from governance.web.pages import PagePrincipal, PageRoute
 
 _STYLESHEET = Path(__file__).parent / "static" / "governance.css"
 
 router = APIRouter(include_in_schema=False)
-for pages in (session, console, timeline, consent):
+for pages in (session, console, app_requests, timeline, consent):
     router.include_router(pages.router)
 _fallback = APIRouter(route_class=PageRoute)
 

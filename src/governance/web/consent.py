@@ -11,9 +11,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from governance.api.deps import Governance, Views
+from governance.api.errors import ApiError
 from governance.api.params import SiteIdQuery
 from governance.api.schemas import InstallRequest
-from governance.api.usecases import consent_for, install_for
+from governance.api.usecases import consent_for, install_for, request_app_for
 from governance.web.pages import PageActor, PagePrincipal, PageRoute, redirect, render
 
 router = APIRouter(route_class=PageRoute)
@@ -26,14 +27,14 @@ class ConsentRequest:
     site_id: str
     app: InstallRequest
 
-    def url(self, **extra: str | int) -> str:
+    def url(self, path: str = "/consent", **extra: str | int) -> str:
         query = {
             "site_id": self.site_id,
             "app_id": self.app.app_id,
             "app_name": self.app.app_name,
             "scopes": " ".join(self.app.scopes),
         }
-        return "/consent?" + urlencode(query | extra)
+        return path + "?" + urlencode(query | extra)
 
 
 def consent_request(
@@ -58,7 +59,7 @@ def consent_screen(
     request: Request, principal: PagePrincipal, asked: Asked, views: Views
 ) -> Response:
     with views.read() as tx:
-        consent = consent_for(tx, principal, asked.site_id, asked.app.app_id)
+        consent = consent_for(tx, principal, asked.site_id, asked.app.app_id, asked.app.scopes)
     return render(
         request,
         "consent.html",
@@ -66,6 +67,7 @@ def consent_screen(
         asked=asked,
         consent=consent,
         action=asked.url(),
+        request_action=asked.url("/consent/request"),
     )
 
 
@@ -85,6 +87,32 @@ def answer(
     )
     # Refused or not, the screen after the click reads the views as of this command.
     return redirect(asked.url(min_position=outcome.position))
+
+
+@router.post("/consent/request")
+def request_access(
+    principal: PagePrincipal,
+    by: PageActor,
+    asked: Asked,
+    governance: Governance,
+    justification: Annotated[str, Form(max_length=1000)] = "",
+) -> Response:
+    """Ask the site's admins for the app instead of installing it (when the rule allows that)."""
+    if not justification.strip():
+        raise ApiError(422, "invalid_request", "justification: say why you need the app")
+    app = asked.app
+    result, _ = request_app_for(
+        governance,
+        principal,
+        by,
+        asked.site_id,
+        app.app_id,
+        app.app_name,
+        app.scopes,
+        justification.strip(),
+    )
+    # The screen now reads the views as of the request: it says the request is pending.
+    return redirect(asked.url(min_position=result.position))
 
 
 @router.get("/consent/cancelled")

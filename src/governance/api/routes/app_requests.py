@@ -3,9 +3,9 @@
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Query, Response
 
-from governance.api.access import installer_role, require_admin, require_reader, same_org
+from governance.api.access import require_reader, same_org
 from governance.api.app_schemas import (
     AppRequestCaseDetail,
     AppRequestCaseList,
@@ -21,10 +21,10 @@ from governance.api.app_schemas import (
 )
 from governance.api.deps import CurrentActor, CurrentPrincipal, Governance, RuntimeDep, Views
 from governance.api.errors import not_found
-from governance.api.params import AsOf, SiteId
+from governance.api.params import AsOf, CaseIdPath, SiteId
 from governance.api.schemas import Reason
+from governance.api.usecases import decide_case, request_app_for
 from governance.approvals import CaseState
-from governance.auth import Principal
 from governance.domain.site import ExistingUserInstalls
 from governance.results import CommandResult
 from governance.runtime import Runtime
@@ -32,14 +32,6 @@ from projections import app_requests as requests_view
 
 router = APIRouter(prefix="/v1", tags=["app requests"])
 
-CaseId = Annotated[
-    str,
-    Path(
-        max_length=140,
-        pattern=r"^[A-Za-z0-9._:-]{1,128}~[1-9][0-9]{0,8}$",
-        description="`<app_id>~<n>`: the n-th request case for the app on the site",
-    ),
-]
 StatusFilter = Annotated[
     Literal["open", "approved", "denied", "blocked", "cancelled", "expired", "all"],
     Query(description="Which cases; `all` for every status"),
@@ -49,10 +41,6 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 
 def _position(response: Response, result: CommandResult) -> None:
     response.headers["X-Event-Position"] = str(result.position)
-
-
-def _admin(principal: Principal, governance: Governance, site_id: str) -> None:
-    require_admin(principal, same_org(principal, governance.site_org(site_id)), site_id)
 
 
 @router.post(
@@ -74,9 +62,15 @@ def request_app(
     response: Response,
 ) -> AppRequestCreated:
     """Ask the site's admins for an app the install rule refuses (opens or joins its case)."""
-    role = installer_role(principal, same_org(principal, governance.site_org(site_id)), site_id)
-    result, mine = governance.request_app(
-        site_id, body.app_id, body.app_name, body.scopes, body.justification, by, role
+    result, mine = request_app_for(
+        governance,
+        principal,
+        by,
+        site_id,
+        body.app_id,
+        body.app_name,
+        body.scopes,
+        body.justification,
     )
     response.status_code = 201 if result.changed else 200
     _position(response, result)
@@ -115,7 +109,7 @@ def list_cases(
 @router.get("/sites/{site_id}/app-requests/{case_id}", response_model=AppRequestCaseDetail)
 def get_case(
     site_id: SiteId,
-    case_id: CaseId,
+    case_id: CaseIdPath,
     principal: CurrentPrincipal,
     views: Views,
     runtime: RuntimeDep,
@@ -137,7 +131,7 @@ def get_case(
 @router.post("/sites/{site_id}/app-requests/{case_id}/approve", response_model=AppRequestCasePublic)
 def approve_case(
     site_id: SiteId,
-    case_id: CaseId,
+    case_id: CaseIdPath,
     body: CaseApproval,
     principal: CurrentPrincipal,
     by: CurrentActor,
@@ -146,9 +140,15 @@ def approve_case(
     response: Response,
 ) -> AppRequestCasePublic:
     """Approve the app for the site, for the requested scopes or fewer."""
-    _admin(principal, governance, site_id)
-    result, case = governance.approve_request(
-        site_id, case_id, by, scopes=body.scopes, reason=body.reason
+    result, case = decide_case(
+        governance,
+        principal,
+        by,
+        site_id,
+        case_id,
+        "approve",
+        scopes=body.scopes,
+        reason=body.reason,
     )
     _position(response, result)
     return _case(case, runtime)
@@ -157,7 +157,7 @@ def approve_case(
 @router.post("/sites/{site_id}/app-requests/{case_id}/deny", response_model=AppRequestCasePublic)
 def deny_case(
     site_id: SiteId,
-    case_id: CaseId,
+    case_id: CaseIdPath,
     body: CaseDenial,
     principal: CurrentPrincipal,
     by: CurrentActor,
@@ -166,8 +166,9 @@ def deny_case(
     response: Response,
 ) -> AppRequestCasePublic:
     """Refuse for now: the app may be requested again later (a new case)."""
-    _admin(principal, governance, site_id)
-    result, case = governance.deny_request(site_id, case_id, by, reason=body.reason)
+    result, case = decide_case(
+        governance, principal, by, site_id, case_id, "deny", reason=body.reason
+    )
     _position(response, result)
     return _case(case, runtime)
 
@@ -175,7 +176,7 @@ def deny_case(
 @router.post("/sites/{site_id}/app-requests/{case_id}/block", response_model=AppRequestCasePublic)
 def block_case(
     site_id: SiteId,
-    case_id: CaseId,
+    case_id: CaseIdPath,
     body: CaseBlock,
     principal: CurrentPrincipal,
     by: CurrentActor,
@@ -184,11 +185,13 @@ def block_case(
     response: Response,
 ) -> AppRequestCasePublic:
     """Refuse for good: the app is blocked on the site and may not be requested again."""
-    _admin(principal, governance, site_id)
-    result, case = governance.block_request(
+    result, case = decide_case(
+        governance,
+        principal,
+        by,
         site_id,
         case_id,
-        by,
+        "block",
         reason=body.reason,
         existing_installs=ExistingUserInstalls(body.existing_installs),
     )
@@ -199,7 +202,7 @@ def block_case(
 @router.delete("/sites/{site_id}/app-requests/{case_id}/mine", status_code=204)
 def cancel_own_request(
     site_id: SiteId,
-    case_id: CaseId,
+    case_id: CaseIdPath,
     principal: CurrentPrincipal,
     by: CurrentActor,
     governance: Governance,
