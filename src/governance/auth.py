@@ -29,6 +29,8 @@ class Principal:
     org_id: str
     roles: frozenset[Role]
     sites: frozenset[str]
+    # A service acting for a person (claim `on_behalf_of`), recorded on the events it causes.
+    on_behalf_of: str | None = None
 
     def has(self, *roles: Role) -> bool:
         """Whether the caller holds any of `roles`."""
@@ -61,9 +63,10 @@ class TokenCodec:
         roles: Sequence[Role],
         sites: Sequence[str] = (),
         ttl_seconds: int = 3600,
+        on_behalf_of: str | None = None,
     ) -> str:
         now = int(time.time())
-        claims = {
+        claims: dict[str, object] = {
             "sub": sub,
             "org": org,
             "roles": [str(r) for r in roles],
@@ -71,6 +74,8 @@ class TokenCodec:
             "iat": now,
             "exp": now + ttl_seconds,
         }
+        if on_behalf_of is not None:
+            claims["on_behalf_of"] = on_behalf_of
         return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
 
     def verify(self, token: str) -> Principal:
@@ -101,4 +106,7 @@ def _principal(claims: dict[str, object]) -> Principal:
     sites = [] if sites is None else sites
     if not isinstance(sites, list) or not all(isinstance(s, str) for s in sites):
         raise InvalidToken("claim 'sites' must be a list of site ids")
-    return Principal(sub, org, parsed_roles, frozenset(sites))
+    on_behalf_of = claims.get("on_behalf_of")
+    if on_behalf_of is not None and (not isinstance(on_behalf_of, str) or not on_behalf_of):
+        raise InvalidToken("claim 'on_behalf_of' must be a non-empty string")
+    return Principal(sub, org, parsed_roles, frozenset(sites), on_behalf_of)

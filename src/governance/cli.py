@@ -1,5 +1,5 @@
-"""The `governance` command: serve, migrate, project, expire requests, issue tokens, show the
-configuration, demo."""
+"""The `governance` command: serve, migrate, project, relay, consume, expire requests, issue
+tokens, show the configuration, demo."""
 
 from __future__ import annotations
 
@@ -48,12 +48,16 @@ def serve(
 
     settings = _settings()
     _logging(settings)
+    # The listener as given on the command line: in-process services call the API there.
+    settings = settings.model_copy(
+        update={"host": host or settings.host, "port": port or settings.port}
+    )
     app = create_app(settings)
     exit_cleanly_on_sigterm()
     uvicorn.run(
         app,
-        host=host or settings.host,
-        port=port or settings.port,
+        host=settings.host,
+        port=settings.port,
         log_config=None,  # ours, set above: JSON lines by default
         log_level=settings.log_level,
         access_log=False,  # our middleware logs each request, with its id, route and account
@@ -126,6 +130,49 @@ def expire_requests() -> None:
     finally:
         runtime.close()
     typer.echo(f"expired {len(expired)} request case(s)" + "".join(f"\n{c}" for c in expired))
+
+
+def _kafka_settings() -> Settings:
+    settings = _settings()
+    if settings.kafka_bootstrap_servers is None:
+        typer.echo("configuration error: set KAFKA_BOOTSTRAP_SERVERS (host:port)", err=True)
+        raise typer.Exit(2)
+    _logging(settings)
+    return settings
+
+
+@cli.command()
+def relay() -> None:
+    """Publish the event log to Kafka (CloudEvents), until SIGTERM or SIGINT."""
+    from governance.relay.main import RelayProcess
+
+    process = RelayProcess(_kafka_settings())
+    # Stop at a batch boundary: a batch is either acknowledged and recorded, or sent again.
+    on_stop_signals(process.close_soon)
+    try:
+        process.run()
+    finally:
+        process.close()
+
+
+@cli.command()
+def consume(
+    name: Annotated[str, typer.Argument(help="enforce-block or webhooks")],
+) -> None:
+    """Run one consumer in its own Kafka consumer group, until SIGTERM or SIGINT."""
+    from consumers.main import ConsumerProcess
+    from consumers.wiring import NAMES
+
+    if name not in NAMES:
+        typer.echo(f"no consumer named {name!r}; choose one of: {', '.join(NAMES)}", err=True)
+        raise typer.Exit(2)
+    process = ConsumerProcess(name, _kafka_settings())
+    # Stop after the records in hand: each is applied and committed, or left for redelivery.
+    on_stop_signals(process.close_soon)
+    try:
+        process.run()
+    finally:
+        process.close()
 
 
 @cli.command()

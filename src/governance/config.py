@@ -131,6 +131,67 @@ class Settings(BaseSettings):
         " that runs the projector).",
     )
 
+    # Kafka: the relay publishes, the consumers react (docs/events.md describes the contract).
+    events_topic: str = Field(
+        default="governance.events",
+        pattern=r"^[A-Za-z0-9._-]{1,249}$",
+        description="Every event as a CloudEvent, keyed by site id.",
+    )
+    policy_topic: str = Field(
+        default="governance.site-policy",
+        pattern=r"^[A-Za-z0-9._-]{1,249}$",
+        description="Compacted: each site's whole current policy, keyed by site id.",
+    )
+    topic_partitions: int = Field(default=3, ge=1, le=1000)
+    topic_replication_factor: int = Field(default=1, ge=1, le=10)
+    cloudevents_source: str = Field(
+        default="/governance",
+        min_length=1,
+        description="The CloudEvents `source` attribute of every published event.",
+    )
+    kafka_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="How long a send waits for the broker before the batch is retried (seconds).",
+    )
+    relay_batch_size: int = Field(default=500, ge=1, le=100_000)
+    relay_idle_wait: float = Field(
+        default=0.5,
+        gt=0,
+        le=60,
+        description="Longest sleep of an idle relay or in-process dispatcher between looks.",
+    )
+    consumer_group_prefix: str = Field(
+        default="governance.",
+        pattern=r"^[A-Za-z0-9._-]{0,200}$",
+        description="A consumer's group id is this prefix and its name, e.g. governance.webhooks.",
+    )
+    run_reactions: bool = Field(
+        default=True,
+        description="Without Kafka, run the consumers' reactions inside the API process.",
+    )
+    service_api_url: str | None = Field(
+        default=None,
+        description="Base URL of the public API for services (enforce-block); default: this host.",
+    )
+    service_token_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+    reaction_retry_max: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="Longest wait before a consumer retries an event it could not apply (s).",
+    )
+    webhook_max_attempts: int = Field(default=6, ge=1, le=50)
+    webhook_backoff: float = Field(
+        default=2.0,
+        gt=0,
+        le=3600,
+        description="Wait after a webhook's first failed attempt; doubled after each (seconds).",
+    )
+    webhook_backoff_max: float = Field(default=600.0, gt=0, le=86_400)
+    webhook_timeout: float = Field(default=10.0, gt=0, le=120)
+
     @field_validator("database_url")
     @classmethod
     def _postgres_only(cls, value: str | None) -> str | None:
@@ -151,6 +212,15 @@ class Settings(BaseSettings):
         if self.database_url is None:
             raise RuntimeError("PostgreSQL is not configured (set DATABASE_URL)")
         return PostgresLocation.parse(self.database_url)
+
+    def api_base_url(self) -> str:
+        """Where services reach the public API: configured, or this process's own listener."""
+        if self.service_api_url:
+            return self.service_api_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+        if ":" in host:
+            host = f"[{host}]"  # an IPv6 literal
+        return f"http://{host}:{self.port}"
 
     def resolved_jwt_secret(self) -> str:
         """The configured secret, or (embedded default) one generated once and kept in data_dir."""

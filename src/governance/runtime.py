@@ -6,12 +6,15 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime
 
+from consumers import wiring as consumers
 from governance.application import GovernanceApplication
 from governance.auth import TokenCodec
 from governance.config import Settings
 from governance.eventstore import EVENTS_TABLE, event_store_env
 from governance.expiry import expire_stale_requests, sweep_periodically
 from governance.observability.process import process_metrics
+from governance.relay.embedded import EmbeddedDispatcher
+from governance.relay.positions import open_positions
 from projections.app_lists import AppListsProjection
 from projections.app_requests import AppRequestsProjection
 from projections.base import Projection
@@ -52,10 +55,13 @@ class Runtime:
         )
         if create:
             self.projector.create_tables()
+            consumers.create_tables(self.views)
+            EmbeddedDispatcher.create_table(self.views)
         self.tokens = TokenCodec(settings.resolved_jwt_secret())
         self.metrics = process_metrics(self.application, self.projector)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._wakes = [self.projector.wake]
 
     def start_projector(self) -> None:
         """Run the projector in a background thread, woken by new events."""
@@ -87,14 +93,37 @@ class Runtime:
         if url is not None:
             self._spawn(listen_for_events, url, EVENTS_TABLE, self.projector.wake, self._stop)
 
+    def start_reactions(self) -> None:
+        """The embedded default (no Kafka): run every consumer's reaction in this process."""
+        if self.settings.kafka_bootstrap_servers is not None or not self.settings.run_reactions:
+            return
+        built = [
+            consumers.build(name, self.settings, self.views, self.tokens)
+            for name in consumers.NAMES
+        ]
+        dispatcher = EmbeddedDispatcher(
+            self.application.recorder,
+            self.application.mapper,
+            self.views,
+            [consumer.processor for consumer in built],
+            source=self.settings.cloudevents_source,
+            batch_size=self.settings.relay_batch_size,
+        )
+        self.application.after_save.append(dispatcher.wake.set)
+        self._wakes.append(dispatcher.wake)
+        self._spawn(dispatcher.run, self._stop, self.settings.relay_idle_wait)
+        for consumer in built:
+            for loop in consumer.loops:
+                self._spawn(loop, self._stop)
+
     def close_soon(self) -> None:
         """Ask the running loops to stop after their current batch (safe from signal handlers)."""
         self._stop.set()
-        self.projector.wake.set()
+        for wake in self._wakes:
+            wake.set()
 
     def close(self) -> None:
-        self._stop.set()
-        self.projector.wake.set()
+        self.close_soon()
         for thread in self._threads:
             thread.join(timeout=10)
         self.views.close()
@@ -111,6 +140,11 @@ def migrate(settings: Settings) -> None:
     if settings.uses_postgres:
         _create_schema(settings)
     Runtime(settings, create_tables=True).close()
+    positions = open_positions(settings)
+    try:
+        positions.create_table()
+    finally:
+        positions.close()
 
 
 def _create_schema(settings: Settings) -> None:

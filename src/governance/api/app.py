@@ -15,6 +15,7 @@ from governance.api.routes import (
     installs,
     metrics,
     sites,
+    webhooks,
 )
 from governance.config import Settings
 from governance.observability.http import ObservedRequests
@@ -30,6 +31,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if owned and live.settings.run_projector:
             live.start_projector()
+        if owned:
+            live.start_reactions()  # only without Kafka; with it, consumer processes react
         try:
             yield
         finally:
@@ -50,6 +53,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(connected_apps.router)
     app.include_router(app_lists.router)
     app.include_router(app_requests.router)
+    app.include_router(webhooks.router)
     app.include_router(metrics.router)
     app.include_router(web.router)
     # The request id, the request metrics and the access log (see governance.observability).

@@ -46,8 +46,12 @@ CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
 
 
 def current_actor(principal: CurrentPrincipal, request: Request) -> Actor:
-    """Who acts, and the request id (set by the middleware) stored on the events it causes."""
-    return Actor(principal.account_id, request_id=request.state.request_id)
+    """Who acts, for whom, and the request id (set by the middleware), stored on its events."""
+    return Actor(
+        principal.account_id,
+        request_id=request.state.request_id,
+        on_behalf_of=principal.on_behalf_of,
+    )
 
 
 CurrentActor = Annotated[Actor, Depends(current_actor)]

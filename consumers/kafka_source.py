@@ -1,0 +1,97 @@
+"""Feeds a processor from its own Kafka consumer group; offsets are committed after the effect.
+
+A partition's records are processed in order. When one cannot be processed now, the partition is
+rewound to it and retried after a backoff, so nothing after it overtakes it. Offsets are
+committed only up to what was processed; a crash before the commit redelivers those records,
+and the processor drops them by event id.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from kafka import KafkaConsumer
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from consumers.cloudevents import InvalidEvent, parse
+from consumers.processing import STORE_ERRORS, Processor, ReactionFailed
+
+log = logging.getLogger(__name__)
+
+RETRYABLE: tuple[type[Exception], ...] = (ReactionFailed, *STORE_ERRORS)
+
+
+def open_consumer(bootstrap_servers: str, topic: str, group_id: str) -> Any:
+    return KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap_servers.split(","),
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=100,
+        # The relay creates the topic with its settings; a consumer started first waits for it
+        # and notices it within seconds.
+        allow_auto_create_topics=False,
+        metadata_max_age_ms=5000,
+    )
+
+
+class KafkaSource:
+    def __init__(self, consumer: Any, processor: Processor, retry_max: float) -> None:
+        self.consumer = consumer
+        self.processor = processor
+        self.retry_max = retry_max
+        self._backoff = 0.2
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until `stop` is set, finishing the records in hand first."""
+        while not stop.is_set():
+            batch = self.consumer.poll(timeout_ms=500)
+            failed = False
+            for partition, records in batch.items():
+                failed |= self._process(partition, records)
+            if failed:
+                stop.wait(self._backoff)
+                self._backoff = min(self._backoff * 2, self.retry_max)
+            elif batch:
+                self._backoff = 0.2
+
+    def _process(self, partition: Any, records: list[Any]) -> bool:
+        """Process in order up to the first failure; commit what was done. True if one failed."""
+        done: int | None = None
+        failed = False
+        for record in records:
+            try:
+                self.processor.process(parse(record.value))
+            except InvalidEvent as error:
+                # Not a CloudEvent of our contract: no retry can help; say so and go on.
+                log.error("skipping %s offset %s: %s", partition, record.offset, error)
+            except RETRYABLE as error:
+                log.warning(
+                    "%s will retry %s offset %s: %s",
+                    self.processor.name,
+                    partition,
+                    record.offset,
+                    error,
+                )
+                self.consumer.seek(partition, record.offset)
+                failed = True
+                break
+            done = record.offset
+        if done is not None:
+            self._commit(partition, done + 1)
+        return failed
+
+    def _commit(self, partition: Any, offset: int) -> None:
+        try:
+            self.consumer.commit({partition: OffsetAndMetadata(offset, "", -1)})
+        except KafkaError as error:
+            # E.g. the partition moved to another member: it gets the records again, and drops
+            # the ones processed here by their ids.
+            log.warning("commit of %s at %s failed: %s", partition, offset, error)
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)

@@ -1,0 +1,56 @@
+"""A consumer process's composition root: `governance consume <name>`."""
+
+from __future__ import annotations
+
+import threading
+
+from consumers.kafka_source import KafkaSource, open_consumer
+from consumers.wiring import build
+from governance.auth import TokenCodec
+from governance.config import Settings
+from projections.store import PostgresViewStore, SQLiteViewStore, ViewStore
+
+
+def open_views(settings: Settings) -> ViewStore:
+    """The consumers' tables live beside the read models (the API writes webhook endpoints)."""
+    if settings.database_url is None:
+        return SQLiteViewStore(settings.data_dir / "views.sqlite")
+    return PostgresViewStore(settings.database_url, settings.database_schema, pool_size=4)
+
+
+class ConsumerProcess:
+    def __init__(self, name: str, settings: Settings) -> None:
+        if settings.kafka_bootstrap_servers is None:
+            raise RuntimeError("consumers read Kafka: set KAFKA_BOOTSTRAP_SERVERS")
+        self.views = open_views(settings)
+        self.consumer = build(
+            name, settings, self.views, TokenCodec(settings.resolved_jwt_secret())
+        )
+        if not settings.uses_postgres:  # with PostgreSQL, `governance migrate` made the tables
+            self.consumer.processor.create_tables()
+        group = settings.consumer_group_prefix + name
+        self.source = KafkaSource(
+            open_consumer(settings.kafka_bootstrap_servers, settings.events_topic, group),
+            self.consumer.processor,
+            settings.reaction_retry_max,
+        )
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def run(self) -> None:
+        """Consume until `close_soon()`: the records in hand are finished and committed first."""
+        for loop in self.consumer.loops:
+            thread = threading.Thread(target=loop, args=(self._stop,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self.source.run(self._stop)
+
+    def close_soon(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self.source.close()
+        self.views.close()

@@ -1,0 +1,100 @@
+"""Applies a reaction to each event once, whatever transport brought it and however often.
+
+A reaction first makes its outside effect (idempotent, e.g. calls to the public API) and returns
+the rows that record it; those rows and the event's id in `processed_events` commit in one
+transaction. A redelivered event finds its id there and is dropped. No transaction stays open
+while a reaction talks to the outside, so it never waits on its own API.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from psycopg import Error as PostgresError
+from psycopg_pool import PoolTimeout
+
+from consumers.cloudevents import CloudEvent
+from projections.store import Tx, ViewStore
+
+Effect = Callable[[Tx], None]
+# The consumer's own store is away: the event is retried, never skipped.
+STORE_ERRORS: tuple[type[Exception], ...] = (PostgresError, PoolTimeout, sqlite3.Error)
+
+TABLES: Sequence[str] = (
+    """CREATE TABLE IF NOT EXISTS processed_events (
+        consumer TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        position BIGINT NOT NULL,
+        processed_at BIGINT NOT NULL,
+        PRIMARY KEY (consumer, event_id)
+    )""",
+)
+
+
+class ReactionFailed(Exception):
+    """The effect could not be made now (the API or an endpoint is away): retry the event later."""
+
+
+class Reaction(Protocol):
+    name: str
+    tables: Sequence[str]
+
+    def wants(self, event: CloudEvent) -> bool: ...
+
+    def react(self, event: CloudEvent) -> Effect:
+        """Make the outside effect; return what records it (raise ReactionFailed to retry)."""
+        ...
+
+
+class Processor:
+    def __init__(
+        self,
+        store: ViewStore,
+        reaction: Reaction,
+        after_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.reaction = reaction
+        self._after_commit = after_commit
+
+    @property
+    def name(self) -> str:
+        return self.reaction.name
+
+    def create_tables(self) -> None:
+        with self.store.transaction() as tx:
+            for statement in (*TABLES, *self.reaction.tables):
+                tx.execute(statement)
+
+    def process(self, event: CloudEvent) -> bool:
+        """Apply the event unless it was already; return whether this call applied it."""
+        if not self.reaction.wants(event) or self.processed(event["id"]):
+            return False
+        effect = self.reaction.react(event)
+        with self.store.transaction() as tx:
+            inserted = tx.execute(
+                "INSERT INTO processed_events (consumer, event_id, position, processed_at)"
+                " VALUES (%(c)s, %(e)s, %(p)s, %(t)s) ON CONFLICT (consumer, event_id) DO NOTHING",
+                {"c": self.name, "e": event["id"], "p": event["position"], "t": _now_micros()},
+            )
+            if inserted:
+                effect(tx)
+        if inserted and self._after_commit is not None:
+            self._after_commit()
+        return bool(inserted)
+
+    def processed(self, event_id: str) -> bool:
+        with self.store.read() as tx:
+            row = tx.one(
+                "SELECT 1 AS found FROM processed_events"
+                " WHERE consumer = %(c)s AND event_id = %(e)s",
+                {"c": self.name, "e": event_id},
+            )
+        return row is not None
+
+
+def _now_micros() -> int:
+    return time.time_ns() // 1000

@@ -1,0 +1,1 @@
+"""webhooks: org admins' endpoints receive matching events, signed, retried, then dead-lettered."""

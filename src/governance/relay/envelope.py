@@ -1,0 +1,65 @@
+"""The message contract: every published event as a CloudEvent 1.0 in structured JSON mode.
+
+docs/events.md documents it for downstream teams. The attributes come only from
+`governance.published.describe`, so an event type registered there is published with no change
+here. Changing what an attribute or a data field means is a breaking change: publish a new type
+version instead (new fields may be added).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+from uuid import UUID
+
+from governance.published import PublishedEvent
+
+SPEC_VERSION = "1.0"
+DATA_CONTENT_TYPE = "application/json"
+# How a CloudEvent in structured mode announces itself (the Kafka `content-type` header).
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
+# The extension attribute holding the event's position in the global log (an integer that only
+# grows; ids of one site's events also arrive in this order).
+POSITION = "position"
+
+CloudEvent = dict[str, Any]
+
+
+def cloudevent(event: PublishedEvent, source: str) -> CloudEvent:
+    return {
+        "specversion": SPEC_VERSION,
+        "id": event.event_id,
+        "source": source,
+        "type": event.cloudevent_type,
+        "time": rfc3339(event.occurred_at),
+        "subject": event.site_id,
+        "datacontenttype": DATA_CONTENT_TYPE,
+        POSITION: event.position,
+        "data": event.data,
+    }
+
+
+def encode(event: CloudEvent) -> bytes:
+    return json.dumps(event, default=_jsonable, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _jsonable(value: object) -> object:
+    """The few non-JSON types an event field may hold, written the way the event store does."""
+    if isinstance(value, datetime):
+        return rfc3339(value)
+    if isinstance(value, UUID | Decimal):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"cannot publish a {type(value).__name__} in an event's data")

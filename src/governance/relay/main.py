@@ -1,0 +1,86 @@
+"""The relay process's composition root: `governance relay`."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from kafka import KafkaProducer
+
+from governance.application import GovernanceApplication
+from governance.config import Settings
+from governance.eventstore import EVENTS_TABLE, event_store_env
+from governance.relay.positions import open_positions
+from governance.relay.publisher import Relay, Topics
+from governance.relay.topics import ensure_topics
+from projections.listen import listen_for_events
+
+
+def connect(settings: Settings) -> Any:
+    """A producer that keeps one key's messages in order across retries (idempotent, acks=all)."""
+    if settings.kafka_bootstrap_servers is None:
+        raise RuntimeError("the relay needs Kafka: set KAFKA_BOOTSTRAP_SERVERS")
+    ensure_topics(settings)
+    timeout_ms = int(settings.kafka_timeout * 1000)
+    return KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        # Only the relay creates topics, with their settings (the policy topic is compacted).
+        allow_auto_create_topics=False,
+        max_block_ms=timeout_ms,
+        request_timeout_ms=max(timeout_ms // 2, 1000),
+        delivery_timeout_ms=timeout_ms,
+        bootstrap_timeout_ms=timeout_ms,
+    )
+
+
+class RelayProcess:
+    """The application's event log, the relay's position beside it, and the producer."""
+
+    def __init__(self, settings: Settings) -> None:
+        if settings.kafka_bootstrap_servers is None:
+            raise RuntimeError("the relay needs Kafka: set KAFKA_BOOTSTRAP_SERVERS")
+        self.settings = settings
+        embedded = not settings.uses_postgres  # with PostgreSQL, `governance migrate` made tables
+        self.application = GovernanceApplication(
+            env=event_store_env(settings, create_table=embedded)
+        )
+        self.positions = open_positions(settings)
+        if embedded:
+            self.positions.create_table()
+        self.relay = Relay(
+            self.application.recorder,
+            self.application.mapper,
+            self.application.repository,
+            self.positions,
+            lambda: connect(settings),
+            topics=Topics(settings.events_topic, settings.policy_topic),
+            source=settings.cloudevents_source,
+            batch_size=settings.relay_batch_size,
+            timeout=settings.kafka_timeout,
+        )
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        """Publish until `close_soon()`; PostgreSQL wakes the relay on every commit (NOTIFY)."""
+        if self.settings.database_url is not None:
+            listener = threading.Thread(
+                target=listen_for_events,
+                args=(self.settings.database_url, EVENTS_TABLE, self.relay.wake, self._stop),
+                daemon=True,
+            )
+            listener.start()
+        self.relay.run(self._stop, self.settings.relay_idle_wait)
+
+    def close_soon(self) -> None:
+        """Stop after the batch in flight (safe from a signal handler)."""
+        self._stop.set()
+        self.relay.wake.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.relay.close()
+        self.positions.close()
+        self.application.close()

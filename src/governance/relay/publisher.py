@@ -1,0 +1,141 @@
+"""Publishes the global event log to Kafka, in order, at least once.
+
+Each batch: read the notifications after the recorded position, send every event (keyed by site
+id, so one site's events share a partition and keep their order) and, after a policy change,
+the site's policy snapshot; wait until the broker acknowledged all of them; only then record
+the batch's last position. A crash or a broker outage before that point re-sends the batch, so
+downstream sees an event at least once and drops repeats by its id.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification, PersistenceError
+from kafka.errors import KafkaError
+from psycopg import Error as PostgresError
+
+from governance.published import describe
+from governance.relay.envelope import STRUCTURED_CONTENT_TYPE, cloudevent, encode
+from governance.relay.policy import changes_policy, policy_snapshot
+from governance.relay.positions import PositionStore
+
+log = logging.getLogger(__name__)
+
+_HEADERS = [("content-type", STRUCTURED_CONTENT_TYPE.encode())]
+
+
+class PublishFailed(Exception):
+    """The broker did not acknowledge every message of a batch in time."""
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    key: bytes
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Topics:
+    events: str
+    policy: str
+
+
+class Relay:
+    def __init__(
+        self,
+        recorder: ApplicationRecorder,
+        mapper: Mapper[Any],
+        repository: Any,
+        positions: PositionStore,
+        connect: Callable[[], Any],
+        *,
+        topics: Topics,
+        source: str,
+        batch_size: int,
+        timeout: float,
+    ) -> None:
+        self.recorder = recorder
+        self.mapper = mapper
+        self.repository = repository
+        self.positions = positions
+        self.topics = topics
+        self.source = source
+        self.batch_size = batch_size
+        self.timeout = timeout
+        self.wake = threading.Event()
+        # Makes a producer (and makes sure the topics exist); called again after a failure.
+        self._connect = connect
+        self._producer: Any = None
+
+    def run_batch(self) -> int:
+        """Publish the next batch; return how many events it held (0: caught up)."""
+        notifications = self.recorder.select_notifications(
+            start=self.positions.get(), limit=self.batch_size, inclusive_of_start=False
+        )
+        if not notifications:
+            return 0
+        self._publish(list(self.messages(notifications)))
+        self.positions.set(notifications[-1].id)
+        return len(notifications)
+
+    def messages(self, notifications: Sequence[Notification]) -> Iterator[Message]:
+        for notification in notifications:
+            event = self.mapper.to_domain_event(notification)
+            published = describe(notification.id, event)
+            key = published.site_id.encode()
+            yield Message(self.topics.events, key, encode(cloudevent(published, self.source)))
+            if changes_policy(event):
+                snapshot = policy_snapshot(self.repository, event, published)
+                yield Message(self.topics.policy, key, encode(snapshot))
+
+    def _publish(self, messages: list[Message]) -> None:
+        if self._producer is None:
+            self._producer = self._connect()
+        futures = [
+            self._producer.send(m.topic, key=m.key, value=m.value, headers=_HEADERS)
+            for m in messages
+        ]
+        self._producer.flush(timeout=self.timeout)
+        for future in futures:
+            if not future.succeeded():
+                raise PublishFailed(f"not acknowledged: {future.exception or 'timed out'}")
+
+    def run(self, stop: threading.Event, idle_wait: float) -> None:
+        """Publish until `stop` is set; sleep when caught up until woken or `idle_wait` passed."""
+        backoff = 0.2
+        while not stop.is_set():
+            try:
+                published = self.run_batch()
+                backoff = 0.2
+            except (KafkaError, PublishFailed) as error:
+                # Unacknowledged: the position stays, the batch goes again on a new connection
+                # (the broker may have come back empty and need its topics again).
+                log.warning("relay paused, Kafka: %s", error)
+                self._disconnect()
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            except (PersistenceError, PostgresError, OSError) as error:
+                log.warning("relay paused, event store: %s", error)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if published == 0:
+                self.wake.wait(idle_wait)
+                self.wake.clear()
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close(timeout=self.timeout)
+            self._producer = None
+
+    def _disconnect(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            producer.close(timeout=0)
