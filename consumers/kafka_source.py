@@ -24,19 +24,24 @@ log = logging.getLogger(__name__)
 RETRYABLE: tuple[type[Exception], ...] = (ReactionFailed, *STORE_ERRORS)
 
 
-def open_consumer(bootstrap_servers: str, topic: str, group_id: str) -> Any:
-    return KafkaConsumer(
-        topic,
+def open_consumer(bootstrap_servers: str, topic: str, group_id: str, stop: threading.Event) -> Any:
+    consumer = KafkaConsumer(
         bootstrap_servers=bootstrap_servers.split(","),
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=100,
-        # The relay creates the topic with its settings; a consumer started first waits for it
-        # and notices it within seconds.
+        # The relay creates the topic, with its settings.
         allow_auto_create_topics=False,
-        metadata_max_age_ms=5000,
     )
+    # Subscribe only once the topic exists: a group that joins while the topic is being created
+    # can be left with no partitions and never rebalance (seen with kafka-python 3.0 on KRaft).
+    while topic not in consumer.topics():
+        log.info("waiting for topic %s", topic)
+        if stop.wait(1.0):
+            break
+    consumer.subscribe([topic])
+    return consumer
 
 
 class KafkaSource:

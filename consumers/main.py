@@ -28,14 +28,11 @@ class ConsumerProcess:
         )
         if not settings.uses_postgres:  # with PostgreSQL, `governance migrate` made the tables
             self.consumer.processor.create_tables()
-        group = settings.consumer_group_prefix + name
-        self.source = KafkaSource(
-            open_consumer(settings.kafka_bootstrap_servers, settings.events_topic, group),
-            self.consumer.processor,
-            settings.reaction_retry_max,
-        )
+        self.settings = settings
+        self.name = name
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.source: KafkaSource | None = None
 
     def run(self) -> None:
         """Consume until `close_soon()`: the records in hand are finished and committed first."""
@@ -43,6 +40,13 @@ class ConsumerProcess:
             thread = threading.Thread(target=loop, args=(self._stop,), daemon=True)
             thread.start()
             self._threads.append(thread)
+        servers = self.settings.kafka_bootstrap_servers
+        assert servers is not None
+        group = self.settings.consumer_group_prefix + self.name
+        consumer = open_consumer(servers, self.settings.events_topic, group, self._stop)
+        self.source = KafkaSource(
+            consumer, self.consumer.processor, self.settings.reaction_retry_max
+        )
         self.source.run(self._stop)
 
     def close_soon(self) -> None:
@@ -52,5 +56,6 @@ class ConsumerProcess:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=10)
-        self.source.close()
+        if self.source is not None:
+            self.source.close()
         self.views.close()

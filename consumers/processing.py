@@ -39,8 +39,15 @@ class ReactionFailed(Exception):
 
 
 class Reaction(Protocol):
-    name: str
-    tables: Sequence[str]
+    @property
+    def name(self) -> str:
+        """The consumer's name: its group id suffix and its key in processed_events."""
+        ...
+
+    @property
+    def tables(self) -> Sequence[str]:
+        """DDL of the tables its effects write."""
+        ...
 
     def wants(self, event: CloudEvent) -> bool: ...
 

@@ -75,6 +75,8 @@ class Relay:
 
     def run_batch(self) -> int:
         """Publish the next batch; return how many events it held (0: caught up)."""
+        if self._producer is None:
+            self._producer = self._connect()  # at once, so the topics exist before any event
         notifications = self.recorder.select_notifications(
             start=self.positions.get(), limit=self.batch_size, inclusive_of_start=False
         )
@@ -95,8 +97,6 @@ class Relay:
                 yield Message(self.topics.policy, key, encode(snapshot))
 
     def _publish(self, messages: list[Message]) -> None:
-        if self._producer is None:
-            self._producer = self._connect()
         futures = [
             self._producer.send(m.topic, key=m.key, value=m.value, headers=_HEADERS)
             for m in messages
