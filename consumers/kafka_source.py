@@ -33,6 +33,10 @@ def open_consumer(bootstrap_servers: str, topic: str, group_id: str, stop: threa
         max_poll_records=100,
         # The relay creates the topic, with its settings.
         allow_auto_create_topics=False,
+        # A member that died (SIGKILL, lost host) holds its partitions until its session
+        # expires; 10 s instead of 45 s lets a restarted consumer take over sooner.
+        session_timeout_ms=10_000,
+        heartbeat_interval_ms=3_000,
     )
     # Subscribe only once the topic exists: a group that joins while the topic is being created
     # can be left with no partitions and never rebalance (seen with kafka-python 3.0 on KRaft).

@@ -131,11 +131,17 @@ class Relay:
                 self.wake.clear()
 
     def close(self) -> None:
-        if self._producer is not None:
-            self._producer.close(timeout=self.timeout)
-            self._producer = None
+        self._disconnect()
 
     def _disconnect(self) -> None:
         producer, self._producer = self._producer, None
-        if producer is not None:
-            producer.close(timeout=0)
+        if producer is None:
+            return
+        # kafka-python's close flushes first and gives up (leaving its threads running) while
+        # records are pending; they expire within the delivery timeout, so a second try closes.
+        for _ in range(2):
+            try:
+                producer.close(timeout=self.timeout)
+                return
+            except KafkaError as error:
+                log.warning("closing the producer: %s", error)

@@ -6,12 +6,25 @@ import logging
 from contextlib import suppress
 
 from kafka.admin import ConfigResource, KafkaAdminClient
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from governance.config import Settings
 
 log = logging.getLogger(__name__)
 _COMPACT = {"cleanup.policy": "compact"}
+
+
+class _AdminClient(KafkaAdminClient):  # type: ignore[misc]
+    """kafka-python 3.0 leaves its IO thread running when the bootstrap in `__init__` fails: one
+    leaked thread per attempt while the broker is away. Close what it started, then re-raise."""
+
+    def __init__(self, **config: object) -> None:
+        try:
+            super().__init__(**config)
+        except KafkaError:
+            self._closed = False
+            self.close()
+            raise
 
 
 def topic_specs(settings: Settings) -> dict[str, dict[str, object]]:
@@ -29,7 +42,7 @@ def topic_specs(settings: Settings) -> dict[str, dict[str, object]]:
 def ensure_topics(settings: Settings) -> None:
     assert settings.kafka_bootstrap_servers is not None
     timeout_ms = int(settings.kafka_timeout * 1000)
-    admin = KafkaAdminClient(
+    admin = _AdminClient(
         bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
         request_timeout_ms=timeout_ms,
         bootstrap_timeout_ms=timeout_ms,
