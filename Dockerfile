@@ -1,5 +1,5 @@
-# The governance application image, used by the migrate, api and projector services of
-# docker-compose.yml (the command picks the role: migrate | serve | project).
+# The governance application image, used by every service of docker-compose.yml that runs our
+# code (the command picks the role: migrate | serve | project | relay | consume <name>).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

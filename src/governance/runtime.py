@@ -97,22 +97,19 @@ class Runtime:
         """The embedded default (no Kafka): run every consumer's reaction in this process."""
         if self.settings.kafka_bootstrap_servers is not None or not self.settings.run_reactions:
             return
-        built = [
-            consumers.build(name, self.settings, self.views, self.tokens)
-            for name in consumers.NAMES
-        ]
-        dispatcher = EmbeddedDispatcher(
-            self.application.recorder,
-            self.application.mapper,
-            self.views,
-            [consumer.processor for consumer in built],
-            source=self.settings.cloudevents_source,
-            batch_size=self.settings.relay_batch_size,
-        )
-        self.application.after_save.append(dispatcher.wake.set)
-        self._wakes.append(dispatcher.wake)
-        self._spawn(dispatcher.run, self._stop, self.settings.relay_idle_wait)
-        for consumer in built:
+        for name in consumers.NAMES:
+            consumer = consumers.build(name, self.settings, self.views, self.tokens)
+            dispatcher = EmbeddedDispatcher(
+                self.application.recorder,
+                self.application.mapper,
+                self.views,
+                consumer.processor,
+                source=self.settings.cloudevents_source,
+                batch_size=self.settings.relay_batch_size,
+            )
+            self.application.after_save.append(dispatcher.wake.set)
+            self._wakes.append(dispatcher.wake)
+            self._spawn(dispatcher.run, self._stop, self.settings.relay_idle_wait)
             for loop in consumer.loops:
                 self._spawn(loop, self._stop)
 

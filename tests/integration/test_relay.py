@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,10 +15,11 @@ from kafka.admin import ConfigResource, KafkaAdminClient
 
 from governance.auth import Role
 from governance.config import Settings
+from governance.domain.actor import Actor
 from governance.published import describe
 from governance.relay.main import RelayProcess
-from governance.runtime import Runtime
-from tests.conftest import Tokens
+from governance.runtime import Runtime, migrate
+from tests.conftest import Tokens, drop_schema, make_settings
 from tests.support.kafka import delete_topics, reading, with_kafka
 
 
@@ -124,6 +126,27 @@ def test_the_policy_topic_is_compacted_and_holds_each_sites_current_policy(
     finally:
         admin.close()
     assert configs["topic"][relayed.policy_topic]["cleanup.policy"]["value"] == "compact"
+
+
+def test_on_postgres_the_relay_wakes_on_notify_not_on_its_timer(
+    tmp_path: Path, kafka_servers: str
+) -> None:
+    settings = with_kafka(make_settings("postgres", tmp_path), kafka_servers, relay_idle_wait=60.0)
+    migrate(settings)
+    runtime = Runtime(settings)
+    relay = RunningRelay(settings)
+    try:
+        with reading(kafka_servers, settings.events_topic) as reader:
+            time.sleep(0.5)  # the relay is caught up and asleep, for up to 60 s
+            started = time.monotonic()
+            runtime.application.register_site("acme", "s1", "One", Actor("olga"))
+            reader.wait_for(1, timeout=10)
+            assert time.monotonic() - started < 10
+    finally:
+        relay.stop()
+        runtime.close()
+        drop_schema(settings)
+        delete_topics(kafka_servers, settings.events_topic, settings.policy_topic)
 
 
 def test_a_stopped_relay_resumes_where_it_stopped(

@@ -23,7 +23,13 @@ SECRET = "s3cret-of-sixteen+"
 @pytest.fixture
 def hooks_runtime(settings: Settings) -> Iterator[Runtime]:
     quick = settings.model_copy(
-        update={"webhook_backoff": 0.05, "webhook_max_attempts": 3, "relay_idle_wait": 0.05}
+        update={
+            "webhook_backoff": 0.05,
+            "webhook_max_attempts": 3,
+            "relay_idle_wait": 0.05,
+            # No API listens here (TestClient serves in-process): enforce-block cannot act.
+            "service_api_url": "http://127.0.0.1:9",
+        }
     )
     live = Runtime(quick)
     live.start_projector()
@@ -196,6 +202,25 @@ def test_failing_endpoints_are_retried_then_dead_lettered(
     dead = f"/v1/orgs/acme/webhooks/{flaky_hook['id']}/dead-letters"
     assert http.get(dead, headers=admin).json()["dead_letters"] == []
     assert len(hooks.at("/flaky")) == 3  # delivered on the third attempt, then never again
+
+
+def test_a_stuck_reaction_holds_up_no_other(
+    http: TestClient, hooks_runtime: Runtime, admin: dict[str, str], hooks: Receiver
+) -> None:
+    register(http, admin, hooks.url + "/siem", BLOCKED, INSTALLED)
+    user = Tokens(hooks_runtime).header("ann", Role.USER, sites=("s1",))
+    http.put("/v1/orgs/acme/sites/s1", json={"name": "One"}, headers=admin)
+    app = {"app_id": "wiki-sync", "app_name": "Wiki Sync", "scopes": ["read"]}
+    http.post("/v1/sites/s1/installations", json=app, headers=user)
+    # enforce-block cannot reach its API, so it retries this block; the webhooks go on.
+    block = {"state": "blocked", "existing_user_installs": "remove"}
+    http.put("/v1/sites/s1/policy/user-installs", json=block, headers=admin)
+    http.put("/v1/sites/s1/policy/user-installs", json={"state": "allowed"}, headers=admin)
+    http.post("/v1/sites/s1/installations", json=app | {"app_id": "chat"}, headers=user)
+    delivered = hooks.wait_for("/siem", 3)
+    assert [d.event["type"] for d in delivered] == [INSTALLED, BLOCKED, INSTALLED]
+    apps = http.get("/v1/sites/s1/connected-apps", headers=admin).json()["apps"]
+    assert sorted(a["app_id"] for a in apps) == ["chat", "wiki-sync"]  # nothing removed
 
 
 def wait_for_dead_letter(

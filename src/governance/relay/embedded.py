@@ -1,9 +1,10 @@
 """The embedded default's transport: without Kafka, the same CloudEvents reach the same reactions.
 
-A dispatcher tails the event log like the projector, with its own position, and hands every
-event, enveloped and JSON-encoded exactly as the relay publishes it, to each processor. The
-processors drop events they already applied, so a restart that replays part of a batch changes
-nothing.
+One dispatcher per consumer tails the event log like the projector, with its own position (as
+each consumer has its own group on Kafka, so one that is stuck holds up no other), and hands
+every event, enveloped and JSON-encoded exactly as the relay publishes it, to its processor.
+The processor drops events it already applied, so a restart that replays part of a batch
+changes nothing.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Sequence
 from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper, PersistenceError
@@ -27,7 +27,6 @@ TABLE = """CREATE TABLE IF NOT EXISTS dispatch_positions (
     name TEXT PRIMARY KEY,
     position BIGINT NOT NULL
 )"""
-_NAME = "embedded"
 _RETRYABLE: tuple[type[Exception], ...] = (ReactionFailed, PersistenceError, *STORE_ERRORS)
 
 
@@ -37,7 +36,7 @@ class EmbeddedDispatcher:
         recorder: ApplicationRecorder,
         mapper: Mapper[Any],
         views: ViewStore,
-        processors: Sequence[Processor],
+        processor: Processor,
         *,
         source: str,
         batch_size: int,
@@ -45,7 +44,7 @@ class EmbeddedDispatcher:
         self.recorder = recorder
         self.mapper = mapper
         self.views = views
-        self.processors = processors
+        self.processor = processor
         self.source = source
         self.batch_size = batch_size
         self.wake = threading.Event()
@@ -57,7 +56,10 @@ class EmbeddedDispatcher:
 
     def position(self) -> int:
         with self.views.read() as tx:
-            row = tx.one("SELECT position FROM dispatch_positions WHERE name = %(n)s", {"n": _NAME})
+            row = tx.one(
+                "SELECT position FROM dispatch_positions WHERE name = %(n)s",
+                {"n": self.processor.name},
+            )
         return int(row["position"]) if row else 0
 
     def run_batch(self) -> int:
@@ -70,8 +72,7 @@ class EmbeddedDispatcher:
             for notification in notifications:
                 published = describe(notification.id, self.mapper.to_domain_event(notification))
                 event = json.loads(encode(cloudevent(published, self.source)))
-                for processor in self.processors:
-                    processor.process(event)
+                self.processor.process(event)
                 done = notification.id
         finally:
             if done is not None:
@@ -86,7 +87,7 @@ class EmbeddedDispatcher:
                 backoff = 0.2
             except _RETRYABLE as error:
                 # E.g. the API is not listening yet: this event waits, none overtakes it.
-                log.warning("reactions paused: %s", error)
+                log.warning("%s paused: %s", self.processor.name, error)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
@@ -99,5 +100,5 @@ class EmbeddedDispatcher:
             tx.execute(
                 "INSERT INTO dispatch_positions (name, position) VALUES (%(n)s, %(p)s)"
                 " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-                {"n": _NAME, "p": position},
+                {"n": self.processor.name, "p": position},
             )

@@ -26,7 +26,9 @@ def connect(settings: Settings) -> Any:
         bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
         acks="all",
         enable_idempotence=True,
-        linger_ms=5,
+        # Records wait in memory until the batch is flushed: fewer, fuller produce requests.
+        linger_ms=50,
+        batch_size=256 * 1024,
         # Only the relay creates topics, with their settings (the policy topic is compacted).
         allow_auto_create_topics=False,
         max_block_ms=timeout_ms,
