@@ -1,8 +1,10 @@
 """enforce-block: a block with `existing_user_installs: remove` removes the apps users installed.
 
 It acts through the public API, as an org-admin service account acting on behalf of the admin
-who blocked, so every removal lands in the site's history with its reason. Each step is safe
-to repeat: an app that is already gone (404) counts as removed.
+who blocked, so every removal lands in the site's history with its reason. Apps an admin
+installed stay, and so do apps on the site's approved list: users may install those while
+installs are blocked, so the block does not forbid them. Each step is safe to repeat: an app
+that is already gone (404) counts as removed.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 from urllib.parse import quote
 
 from consumers import http
@@ -62,14 +65,20 @@ class EnforceBlock:
         }
         apps = f"/v1/sites/{quote(site_id, safe='')}/connected-apps"
         # The list as of the block at least: min_position waits until the view includes it.
-        listing = self._call("GET", apps, headers, {"min_position": event["position"]})
-        if listing.status != 200:
-            raise ReactionFailed(f"listing the apps of {site_id} answered {listing.status}")
+        at_block = {"min_position": event["position"]}
+        connected = self._json("GET", apps, headers, at_block)["apps"]
+        approved_list = f"/v1/sites/{quote(site_id, safe='')}/apps"
+        approved = {
+            app["app_id"]
+            for app in self._json("GET", approved_list, headers, at_block | {"status": "approved"})[
+                "apps"
+            ]
+        }
         removed = []
         reason = removal_reason(version)
-        for app in listing.json()["apps"]:
-            if app["installed_by"] == "Admins":
-                continue  # an admin installed it: the admins keep it
+        for app in connected:
+            if app["installed_by"] == "Admins" or app["app_id"] in approved:
+                continue  # an admin installed it, or approved it for users: it stays
             app_id = str(app["app_id"])
             answer = self._call(
                 "DELETE", f"{apps}/{quote(app_id, safe='')}", headers, {"reason": reason}
@@ -92,6 +101,14 @@ class EnforceBlock:
             )
 
         return record
+
+    def _json(
+        self, method: str, path: str, headers: dict[str, str], params: dict[str, str | int]
+    ) -> Any:
+        answer = self._call(method, path, headers, params)
+        if answer.status != 200:
+            raise ReactionFailed(f"{method} {path} answered {answer.status}")
+        return answer.json()
 
     def _call(
         self, method: str, path: str, headers: dict[str, str], params: dict[str, str | int]

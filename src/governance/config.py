@@ -142,8 +142,12 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z0-9._-]{1,249}$",
         description="Compacted: each site's whole current policy, keyed by site id.",
     )
-    topic_partitions: int = Field(default=3, ge=1, le=1000)
-    topic_replication_factor: int = Field(default=1, ge=1, le=10)
+    topic_partitions: int = Field(
+        default=3, ge=1, le=1000, description="Partitions of the topics the relay creates."
+    )
+    topic_replication_factor: int = Field(
+        default=1, ge=1, le=10, description="Replicas of the topics the relay creates."
+    )
     cloudevents_source: str = Field(
         default="/governance",
         min_length=1,
@@ -155,7 +159,12 @@ class Settings(BaseSettings):
         le=600,
         description="How long a send waits for the broker before the batch is retried (seconds).",
     )
-    relay_batch_size: int = Field(default=500, ge=1, le=100_000)
+    relay_batch_size: int = Field(
+        default=500,
+        ge=1,
+        le=100_000,
+        description="Events the relay sends before it waits for the broker and records them.",
+    )
     relay_idle_wait: float = Field(
         default=0.5,
         gt=0,
@@ -175,22 +184,39 @@ class Settings(BaseSettings):
         default=None,
         description="Base URL of the public API for services (enforce-block); default: this host.",
     )
-    service_token_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+    service_token_ttl_seconds: int = Field(
+        default=300,
+        ge=30,
+        le=3600,
+        description="Lifetime of the tokens services (enforce-block) mint for themselves.",
+    )
     reaction_retry_max: float = Field(
         default=30.0,
         gt=0,
         le=600,
         description="Longest wait before a consumer retries an event it could not apply (s).",
     )
-    webhook_max_attempts: int = Field(default=6, ge=1, le=50)
+    webhook_max_attempts: int = Field(
+        default=6,
+        ge=1,
+        le=50,
+        description="Attempts of one webhook delivery before it becomes a dead letter.",
+    )
     webhook_backoff: float = Field(
         default=2.0,
         gt=0,
         le=3600,
         description="Wait after a webhook's first failed attempt; doubled after each (seconds).",
     )
-    webhook_backoff_max: float = Field(default=600.0, gt=0, le=86_400)
-    webhook_timeout: float = Field(default=10.0, gt=0, le=120)
+    webhook_backoff_max: float = Field(
+        default=600.0, gt=0, le=86_400, description="Longest wait between webhook attempts (s)."
+    )
+    webhook_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=120,
+        description="How long a webhook endpoint, or the API for services, may take to answer (s).",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -166,6 +166,18 @@ def test_without_kafka_the_run_command_alone_enforces_the_block(
     assert_signed_deliveries(hooks)
 
 
+def test_an_app_approved_for_users_stays(service: Service, hooks: Receiver) -> None:
+    with httpx2.Client(base_url=service.url, timeout=10) as http:
+        admin = prepare(http, service, hooks)
+        approval = {"status": "approved", "scopes": ["read"], "reason": "vetted"}
+        put = http.put("/v1/sites/s1/apps/chat-bot/approval", json=approval, headers=admin)
+        assert put.status_code == 200, put.text
+        block_and_remove(http, admin)
+        wait_for_apps(http, admin, ["admin-tool", "chat-bot"])
+        removed = hooks.wait_for("/siem", 2)  # the block, then the one removal
+    assert [d.event["data"].get("app_id") for d in removed] == [None, "wiki-sync"]
+
+
 def test_keep_removes_nothing(service: Service, hooks: Receiver) -> None:
     with httpx2.Client(base_url=service.url, timeout=10) as http:
         admin = prepare(http, service, hooks)

@@ -68,6 +68,10 @@ def scenario(client: TestClient, tokens: Tokens) -> None:
     for state in ("blocked", "allowed"):
         body = {"state": state}
         assert client.put("/v1/sites/s2/policy/user-installs", json=body, headers=admin).is_success
+    approve = {"status": "approved", "app_name": "CRM", "scopes": ["read"], "reason": "vetted"}
+    assert client.put("/v1/sites/s1/apps/crm/approval", json=approve, headers=admin).is_success
+    block_app = {"status": "blocked", "app_name": "Spy", "reason": "leaks"}
+    assert client.put("/v1/sites/s2/apps/spy/approval", json=block_app, headers=admin).is_success
 
 
 def test_every_event_is_published_as_a_cloudevent_in_order_per_site(
@@ -108,16 +112,26 @@ def test_the_policy_topic_is_compacted_and_holds_each_sites_current_policy(
     relay = RunningRelay(relayed)
     try:
         with reading(kafka_servers, relayed.policy_topic) as reader:
-            # Registered x2, s1 blocked, s2 blocked then allowed; installs make no new value.
-            values = reader.wait_for(5)
+            # Registered x2, s1 blocked, s2 blocked then allowed, an app approved on s1 and one
+            # blocked on s2; installs make no new value.
+            values = reader.wait_for(7)
+            time.sleep(0.5)  # room for a value too many
+            values = reader.events()
     finally:
         relay.stop()
-    assert len(values) == 5
+    assert len(values) == 7
     latest = {v["site_id"]: v for v in values}
     assert (latest["s1"]["user_installs"], latest["s1"]["policy_version"]) == ("blocked", 2)
     assert (latest["s2"]["user_installs"], latest["s2"]["policy_version"]) == ("allowed", 3)
     assert latest["s1"]["reason"] == "audit" and latest["s1"]["updated_by"] == "olga"
     assert latest["s1"]["type"] == "io.governance.site.policy.v1"
+    crm = latest["s1"]["approved_apps"]
+    assert [(a["app_id"], a["scopes"], a["reason"]) for a in crm] == [("crm", ["read"], "vetted")]
+    assert latest["s1"]["blocked_apps"] == []
+    assert [a["app_id"] for a in latest["s2"]["blocked_apps"]] == ["spy"]
+    # Each value is the policy as of its own event, not as of when the relay ran.
+    first_s1 = next(v for v in values if v["site_id"] == "s1")
+    assert (first_s1["user_installs"], first_s1["approved_apps"]) == ("allowed", [])
     admin = KafkaAdminClient(bootstrap_servers=kafka_servers)
     try:
         configs = admin.describe_configs(
