@@ -166,26 +166,23 @@ def test_without_kafka_the_run_command_alone_enforces_the_block(
     assert_signed_deliveries(hooks)
 
 
-def test_an_app_approved_for_users_stays(service: Service, hooks: Receiver) -> None:
+def test_keep_removes_nothing_and_approved_apps_stay(service: Service, hooks: Receiver) -> None:
     with httpx2.Client(base_url=service.url, timeout=10) as http:
         admin = prepare(http, service, hooks)
+        policy = "/v1/sites/s1/policy/user-installs"
+        assert http.put(policy, json={"state": "blocked"}, headers=admin).is_success
+        kept = hooks.wait_for("/siem", 1)
+        time.sleep(0.5)  # room for a removal, were one to happen
+        wait_for_apps(http, admin, ["admin-tool", "chat-bot", "wiki-sync"])
+        assert http.put(policy, json={"state": "allowed"}, headers=admin).is_success
         approval = {"status": "approved", "scopes": ["read"], "reason": "vetted"}
         put = http.put("/v1/sites/s1/apps/chat-bot/approval", json=approval, headers=admin)
         assert put.status_code == 200, put.text
         block_and_remove(http, admin)
         wait_for_apps(http, admin, ["admin-tool", "chat-bot"])
-        removed = hooks.wait_for("/siem", 2)  # the block, then the one removal
-    assert [d.event["data"].get("app_id") for d in removed] == [None, "wiki-sync"]
-
-
-def test_keep_removes_nothing(service: Service, hooks: Receiver) -> None:
-    with httpx2.Client(base_url=service.url, timeout=10) as http:
-        admin = prepare(http, service, hooks)
-        body = {"state": "blocked"}
-        assert http.put("/v1/sites/s1/policy/user-installs", json=body, headers=admin).is_success
-        deliveries = hooks.wait_for("/siem", 1)
-        time.sleep(0.5)  # room for a removal, were one to happen
-        apps = http.get("/v1/sites/s1/connected-apps", headers=admin).json()["apps"]
-    assert [d.event["data"]["existing_user_installs"] for d in deliveries] == ["keep"]
-    assert sorted(a["app_id"] for a in apps) == ["admin-tool", "chat-bot", "wiki-sync"]
-    assert len(hooks.at("/siem")) == 1
+        deliveries = hooks.wait_for("/siem", 3)
+    assert kept[0].event["data"]["existing_user_installs"] == "keep"
+    assert [d.event["data"].get("app_id") for d in deliveries] == [None, None, "wiki-sync"]
+    assert deliveries[2].event["data"]["reason"] == (
+        "user installs blocked under policy v4 with existing_user_installs=remove"
+    )
