@@ -216,10 +216,11 @@ def test_a_stuck_reaction_holds_up_no_other(
     block = {"state": "blocked", "existing_user_installs": "remove"}
     http.put("/v1/sites/s1/policy/user-installs", json=block, headers=admin)
     http.put("/v1/sites/s1/policy/user-installs", json={"state": "allowed"}, headers=admin)
-    http.post("/v1/sites/s1/installations", json=app | {"app_id": "chat"}, headers=user)
+    last = http.post("/v1/sites/s1/installations", json=app | {"app_id": "chat"}, headers=user)
     delivered = hooks.wait_for("/siem", 3)
     assert [d.event["type"] for d in delivered] == [INSTALLED, BLOCKED, INSTALLED]
-    apps = http.get("/v1/sites/s1/connected-apps", headers=admin).json()["apps"]
+    seen = {"min_position": last.headers["X-Event-Position"]}
+    apps = http.get("/v1/sites/s1/connected-apps", params=seen, headers=admin).json()["apps"]
     assert sorted(a["app_id"] for a in apps) == ["chat", "wiki-sync"]  # nothing removed
 
 
