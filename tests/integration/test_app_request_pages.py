@@ -40,7 +40,8 @@ def test_a_user_requests_on_the_consent_screen_and_an_admin_decides_in_the_conso
 
     admin = Browser(client, runtime)
     admin.sign_in("alice", Role.ORG_ADMIN)
-    queue = admin.get(QUEUE + "?min_position=0")
+    # Read the queue once it includes both requests just made.
+    queue = admin.get(f"{QUEUE}?min_position={runtime.application.head_position()}")
     text = main_text(queue)
     assert "Open requests (2)" in text and "jira~1" in text and "miner~1" in text
     approved = admin.follow(admin.post(QUEUE, QUEUE + "/jira~1/decide", outcome="approve"))
