@@ -72,12 +72,18 @@ class Projector:
         positions = self.positions()
         return min(positions.get(p.name, 0) for p in self.projections)
 
-    def run_batch(self) -> int:
-        """Apply the next batch; return how many notifications it covered (0: caught up)."""
+    def run_batch(self, stop: int | None = None) -> int:
+        """Apply the next batch (up to position `stop`); return how many notifications it covered.
+
+        0 means caught up (with the log, or with `stop`).
+        """
         with self.store.transaction() as tx:
             done = self._lock_positions(tx)
             notifications = self.recorder.select_notifications(
-                start=min(done.values()), limit=self.batch_size, inclusive_of_start=False
+                start=min(done.values()),
+                limit=self.batch_size,
+                stop=stop,
+                inclusive_of_start=False,
             )
             if not notifications:
                 return 0
@@ -97,8 +103,8 @@ class Projector:
             self._progress.notify_all()
         return len(notifications)
 
-    def catch_up(self) -> None:
-        while self.run_batch():
+    def catch_up(self, stop: int | None = None) -> None:
+        while self.run_batch(stop):
             pass
 
     def run(self, stop: threading.Event, idle_wait: float) -> None:

@@ -7,20 +7,28 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from governance.application import GovernanceApplication
+from governance.audit.verify import chain_store
 from governance.auth import TokenCodec
 from governance.config import Settings
-from governance.eventstore import EVENTS_TABLE, event_store_env
+from governance.eventstore import EVENTS_TABLE, event_store_env, sqlite_events_path
 from governance.expiry import expire_stale_requests, sweep_periodically
 from governance.observability.process import process_metrics
 from projections.app_lists import AppListsProjection
 from projections.app_requests import AppRequestsProjection
+from projections.audit_log import AuditLogProjection
 from projections.base import Projection
 from projections.connected_apps import ConnectedAppsProjection
+from projections.generations import (
+    GenerationalViewStore,
+    Generations,
+    PostgresGenerations,
+    SQLiteGenerations,
+)
 from projections.history import SiteHistoryProjection
 from projections.listen import listen_for_events
 from projections.policy import SitePolicyProjection
 from projections.projector import Projector
-from projections.store import PostgresViewStore, SQLiteViewStore, ViewStore
+from projections.rebuild import Progress, Rebuilder
 
 
 def all_projections() -> Sequence[Projection]:
@@ -30,6 +38,7 @@ def all_projections() -> Sequence[Projection]:
         SiteHistoryProjection(),
         AppListsProjection(),
         AppRequestsProjection(),
+        AuditLogProjection(),
     )
 
 
@@ -42,7 +51,9 @@ class Runtime:
         # only `governance migrate` does, because processes starting together race on DDL.
         create = (not settings.uses_postgres) if create_tables is None else create_tables
         self.application = GovernanceApplication(env=event_store_env(settings, create_table=create))
-        self.views = _view_store(settings)
+        self.views = GenerationalViewStore(view_generations(settings))
+        if create:
+            self.views.generations.ensure_live()
         self.projector = Projector(
             self.application.recorder,
             self.application.mapper,
@@ -56,6 +67,19 @@ class Runtime:
         self.metrics = process_metrics(self.application, self.projector)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+
+    def rebuilder(self, progress: Progress | None = None) -> Rebuilder:
+        """What `governance replay` runs: new generations of every read model, built from zero."""
+        rebuilder = Rebuilder(
+            self.views.generations,
+            self.application.recorder,
+            self.application.mapper,
+            all_projections(),
+            batch_size=self.settings.projector_batch_size,
+        )
+        if progress is not None:
+            rebuilder.progress = progress
+        return rebuilder
 
     def start_projector(self) -> None:
         """Run the projector in a background thread, woken by new events."""
@@ -106,11 +130,15 @@ class Runtime:
         self._threads.append(thread)
 
 
-def migrate(settings: Settings) -> None:
-    """Create every table once: the event store's and the read models'."""
+def migrate(settings: Settings) -> int:
+    """Create every table once: the event store's and the read models'.
+
+    Returns how many events stored before the hash chain existed it sealed (0 once sealed).
+    """
     if settings.uses_postgres:
         _create_schema(settings)
     Runtime(settings, create_tables=True).close()
+    return chain_store(settings).adopt()
 
 
 def _create_schema(settings: Settings) -> None:
@@ -126,9 +154,10 @@ def _create_schema(settings: Settings) -> None:
         )
 
 
-def _view_store(settings: Settings) -> ViewStore:
+def view_generations(settings: Settings) -> Generations:
+    """Where the read models' generations live: beside the event store, in its database."""
     if settings.database_url is None:
-        return SQLiteViewStore(settings.data_dir / "views.sqlite")
-    return PostgresViewStore(
+        return SQLiteGenerations(settings.data_dir, sqlite_events_path(settings))
+    return PostgresGenerations(
         settings.database_url, settings.database_schema, settings.database_pool_size
     )
