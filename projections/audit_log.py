@@ -109,6 +109,7 @@ def _row(position: int, event: object) -> tuple[Any, ...]:
 
 class AuditLogProjection(Projection):
     name = "audit_log"
+    rebuild_weight = 3.0
     tables = (
         """CREATE TABLE IF NOT EXISTS audit_log (
             position BIGINT PRIMARY KEY,

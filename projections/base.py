@@ -28,6 +28,8 @@ class Projection:
 
     name: ClassVar[str]
     tables: ClassVar[Sequence[str]]
+    # Roughly how much work its fold does per event, to share folds out between processes.
+    rebuild_weight: ClassVar[float] = 1.0
     _handlers: ClassVar[dict[type, Handler]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -98,9 +100,21 @@ class Fold:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+_last_micros: tuple[datetime | None, int] = (None, 0)
+
+
 def micros(moment: datetime) -> int:
     """Timestamps are stored as integer microseconds since the epoch: same order in both stores."""
-    return (moment - _EPOCH) // timedelta(microseconds=1)
+    global _last_micros
+    # Every projection asks for the same event's time in turn: remember the last answer (one
+    # tuple, swapped whole, so threads never see half of it).
+    last = _last_micros
+    if last[0] is moment:
+        return last[1]
+    delta = moment - _EPOCH
+    value = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    _last_micros = (moment, value)
+    return value
 
 
 def from_micros(value: int) -> datetime:

@@ -39,6 +39,7 @@ class AccountGrant:
 
 class ConnectedAppsProjection(Projection):
     name = "connected_apps"
+    rebuild_weight = 3.0
     tables = (
         """CREATE TABLE IF NOT EXISTS site_apps (
             site_id TEXT NOT NULL,
@@ -220,6 +221,7 @@ class _ConnectedAppsFold(Fold):
         self._grants: dict[tuple[str, str], dict[str, tuple[str, str, int]]] = {}
         # (site, app) -> account -> its open grant_intervals row
         self._open: dict[tuple[str, str], dict[str, list[Any]]] = {}
+        self._scopes_json: dict[tuple[str, ...], str] = {}
 
     @folds(Grant.AppInstalled)
     def _installed(self, event: Grant.AppInstalled, position: int) -> None:
@@ -231,7 +233,7 @@ class _ConnectedAppsFold(Fold):
         grants = self._grants.setdefault(pair, {})
         before = grants.get(event.account_id)
         first_at = before[2] if before else at
-        scopes = json.dumps(event.scopes)
+        scopes = self._json(event.scopes)
         grants[event.account_id] = (event.installed_by, scopes, first_at)
         self._close(pair, event.account_id, at)
         self._open.setdefault(pair, {})[event.account_id] = [
@@ -286,6 +288,14 @@ class _ConnectedAppsFold(Fold):
             self._apps[pair] = [event.app_id, event.removal_epoch, 0, 0, [], None, None]
         else:
             app[1:] = [event.removal_epoch, 0, 0, [], None, None]
+
+    def _json(self, scopes: list[str]) -> str:
+        # The same few scope lists over and over: encode each once.
+        key = tuple(scopes)
+        encoded = self._scopes_json.get(key)
+        if encoded is None:
+            encoded = self._scopes_json[key] = json.dumps(scopes)
+        return encoded
 
     def _close(self, pair: tuple[str, str], account_id: str, at: int) -> None:
         interval = self._open.get(pair, {}).pop(account_id, None)

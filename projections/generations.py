@@ -188,8 +188,9 @@ class SQLiteGenerations(Generations):
 
     def drop(self, generation: int) -> None:
         path = self.path(generation)
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            Path(str(path) + suffix).unlink(missing_ok=True)
+        parts = self.data_dir.glob(f"views-{generation}.part-*.sqlite*")  # a crashed replay's
+        for file in [*(Path(str(path) + s) for s in ("", "-wal", "-shm", "-journal")), *parts]:
+            file.unlink(missing_ok=True)
 
     def open(self, generation: int) -> ViewStore:
         return SQLiteViewStore(self.path(generation))

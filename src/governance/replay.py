@@ -26,7 +26,7 @@ from rich.text import Text
 
 from governance.config import Settings
 from governance.runtime import Runtime
-from projections.rebuild import Check
+from projections.compare import Check
 
 _EXAMPLES = 5
 

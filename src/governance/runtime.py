@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
+
+from eventsourcing.persistence import ApplicationRecorder, Mapper
 
 from governance.application import GovernanceApplication
 from governance.audit.verify import chain_store
@@ -76,6 +82,8 @@ class Runtime:
             self.application.mapper,
             all_projections(),
             batch_size=self.settings.projector_batch_size,
+            workers=self.settings.replay_workers or os.cpu_count() or 1,
+            source=LogFromSettings(self.settings),
         )
         if progress is not None:
             rebuilder.progress = progress
@@ -128,6 +136,22 @@ class Runtime:
         thread = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
         thread.start()
         self._threads.append(thread)
+
+
+@dataclass(frozen=True)
+class LogFromSettings:
+    """Opens the event log in a replay's worker process (the settings travel there)."""
+
+    settings: Settings
+
+    @contextmanager
+    def open(self) -> Iterator[tuple[ApplicationRecorder, Mapper[Any]]]:
+        env = event_store_env(self.settings, create_table=False)
+        application = GovernanceApplication(env=env)
+        try:
+            yield application.recorder, application.mapper
+        finally:
+            application.close()
 
 
 def migrate(settings: Settings) -> int:

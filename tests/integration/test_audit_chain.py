@@ -12,10 +12,13 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
+from governance.application import GovernanceApplication
 from governance.audit.seal import GENESIS, link
-from governance.audit.verify import Head, Tampering, chain_store, verify
+from governance.audit.verify import Head, Problem, Tampering, chain_store, verify
 from governance.auth import Role
-from governance.runtime import Runtime
+from governance.config import Settings
+from governance.eventstore import event_store_env
+from governance.runtime import Runtime, migrate
 from tests.conftest import Tokens
 from tests.integration.audit_support import RawLog, run_cli, write_some_events
 
@@ -148,3 +151,22 @@ def test_auditors_verify_over_http(
     assert client.get("/v1/audit/verify", headers=user).status_code == 403
     bad = client.get("/v1/audit/verify", params={"head": "abc@1"}, headers=auditor)
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
+
+
+def test_migrate_seals_a_log_written_before_the_chain_existed(settings: Settings) -> None:
+    # The library's own recorder, as before this version: events without seals.
+    env = event_store_env(settings, create_table=False)
+    del env["APPLICATION_RECORDER_TOPIC"]
+    old = GovernanceApplication(env=env)
+    try:
+        write_some_events(old, "s7")
+    finally:
+        old.close()
+    RawLog(settings).execute("DELETE FROM {chain}")
+    assert verify(chain_store(settings)).problem == Problem(
+        1, Tampering.INSERTED, "an event is stored at position 1 that was never sealed"
+    )
+    assert migrate(settings) == 8
+    assert migrate(settings) == 0  # once only
+    result = verify(chain_store(settings))
+    assert result.intact and result.checked == 8

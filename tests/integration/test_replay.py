@@ -89,3 +89,19 @@ def test_check_prints_how_the_live_views_differ_from_a_rebuild(runtime: Runtime)
     assert "only in rebuild: {'position': 3," in output
     # A check builds scratch tables and leaves nothing behind.
     assert runtime.views.generations.existing() == [1]
+
+
+def test_worker_processes_build_the_same_generation(runtime: Runtime) -> None:
+    random_history(runtime, random.Random(3), commands=120)  # noqa: S311 - a fixed scenario
+    caught_up(runtime)
+    before = dump_views(runtime)
+    rebuilder = runtime.rebuilder()
+    rebuilder.workers, rebuilder.parallel_from = 2, 0  # as on a large log, on a small one
+    reached: list[int] = []
+    rebuilder.progress = lambda position, head: reached.append(position)
+    assert rebuilder.replay() == 2
+    runtime.views.refresh()
+    assert dump_views(runtime) == before
+    assert reached[-1] == runtime.application.head_position()
+    assert runtime.views.generations.existing() == [1, 2]  # no worker's part left behind
+    assert rebuilder.check().clean

@@ -8,7 +8,7 @@ import pytest
 
 from governance.audit.seal import GENESIS, encode, link
 from governance.audit.verify import Head
-from projections.rebuild import diff_rows
+from projections.compare import diff_rows
 
 OID = UUID("6f1c2a7e-52a4-4d55-9a57-1d1f0c2b8e31")
 
