@@ -109,7 +109,7 @@ def _row(position: int, event: object) -> tuple[Any, ...]:
 
 class AuditLogProjection(Projection):
     name = "audit_log"
-    rebuild_weight = 3.0
+    rebuild_weight = 5.0  # describe() and JSON for every event
     tables = (
         """CREATE TABLE IF NOT EXISTS audit_log (
             position BIGINT PRIMARY KEY,

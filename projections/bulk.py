@@ -165,17 +165,32 @@ class PostgresBulkTarget(BulkTarget):
         # A crash before the switch means a new replay anyway: no need to wait for the disk.
         self._conn.execute("SET synchronous_commit = off")
         self._conn.execute("SET maintenance_work_mem = '256MB'")
+        self._column_types: dict[str, dict[str, str]] = {}
 
     def _execute(self, statement: str) -> None:
         self._conn.execute(statement.encode())  # DDL from the projections' own modules
 
     def _load(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
-        copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
             sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
         )
+        types = self._types(table, columns)
         with self._conn.cursor() as cur, cur.copy(copy) as loading:
+            # Binary rows need each column's type; they cost the client half of text rows.
+            loading.set_types(types)
             for row in rows:
                 loading.write_row(row)
+
+    def _types(self, table: str, columns: Sequence[str]) -> list[str]:
+        if table not in self._column_types:
+            found = self._conn.execute(
+                "SELECT column_name, udt_name FROM information_schema.columns"
+                " WHERE table_schema = current_schema() AND table_name = %s",
+                (table,),
+            ).fetchall()
+            self._column_types[table] = {str(name): str(udt) for name, udt in found}
+        known = self._column_types[table]
+        return [known[column] for column in columns]
 
     def build_indexes(self) -> None:
         super().build_indexes()

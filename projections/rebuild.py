@@ -89,12 +89,18 @@ def fold_log(
             )
             if not notifications:
                 break
-            for notification in notifications:
-                event = decode(notification)
-                at = notification.id
-                for limit, apply in active:
-                    if at <= limit:
-                        apply(event, at)
+            if all(limit >= notifications[-1].id for limit, _ in active):
+                applies = [apply for _, apply in active]
+                for notification in notifications:
+                    event = decode(notification)
+                    for apply in applies:
+                        apply(event, notification.id)
+            else:  # a check stops projections at different positions
+                for notification in notifications:
+                    event = decode(notification)
+                    for limit, apply in active:
+                        if notification.id <= limit:
+                            apply(event, notification.id)
             position = notifications[-1].id
             target.maybe_flush()
             progress(position)

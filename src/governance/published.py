@@ -38,7 +38,7 @@ EVENT_TYPES: dict[type, tuple[str, str]] = {
     AppRequestCase.AppRequestExpired: ("AppRequestExpired", "site.app_request.expired.v1"),
 }
 CLOUDEVENT_TYPE_PREFIX = "io.governance."
-_ENVELOPE = ("originator_id", "originator_version", "timestamp", "originator_topic")
+_ENVELOPE = frozenset(("originator_id", "originator_version", "timestamp", "originator_topic"))
 _EVENT_ID_NAMESPACE = uuid5(NAMESPACE_URL, "urn:governance:event")
 _NAMESPACE_BYTES = _EVENT_ID_NAMESPACE.bytes
 
