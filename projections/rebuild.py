@@ -162,8 +162,16 @@ class Rebuilder:
         store = self.generations.open(generation)
         for projection in self.projections:
             if not has_fold(projection):
-                projector = self._projector(store, [projection])
-                projector.catch_up(stop=stops[projection.name] if limits else None)
+                # Row by row, but reading only the events it handles.
+                projector = Projector(
+                    self.recorder,
+                    self.mapper,
+                    store,
+                    [projection],
+                    self.batch_size,
+                    topics=projection.topics(),
+                )
+                projector.catch_up(stop=stops[projection.name])
         return store
 
     def _fold_here(
@@ -200,25 +208,33 @@ class Rebuilder:
         workers: int,
         source: LogSource,
     ) -> None:
-        target = spec.open(self.projections)
+        # Every table exists before the workers start; each worker then loads its share and
+        # builds its own indexes, side by side. On SQLite only worker 0 writes the generation's
+        # file itself (one writer per file): the others write part files, copied in at the end.
+        creating = spec.open(self.projections)
         try:
-            target.create_tables()
-            if spec.path is None:
-                target.commit()  # the workers' own connections must see the tables
-            groups = _share_out(folding, workers)
-            reached = _run_workers(source, spec, groups, stops, self.page, self.progress)
-            if isinstance(target, SQLiteBulkTarget):
-                for number, group in enumerate(groups):
-                    part = spec.part(number)
-                    target.absorb(part, [t for p in group for t in table_names(p)])
-                    _remove(part)
-            target.build_indexes()
-            target.track({p.name: reached.get(p.name, 0) for p in self.projections})
-            target.commit()
+            creating.create_tables()
+            creating.commit()
         finally:
-            target.close()
+            creating.close()
+        groups = _share_out(folding, workers)
+        try:
+            reached = _run_workers(source, spec, groups, stops, self.page, self.progress)
+            merged = [p for group in groups[1:] for p in group] if spec.path is not None else []
+            rest = [*merged, *(p for p in self.projections if not has_fold(p))]
+            target = spec.open(rest)
+            try:
+                if isinstance(target, SQLiteBulkTarget):
+                    for number, group in enumerate(groups[1:], start=1):
+                        target.absorb(spec.part(number), [t for p in group for t in table_names(p)])
+                target.build_indexes()
+                target.track({p.name: reached.get(p.name, 0) for p in self.projections})
+                target.commit()
+            finally:
+                target.close()
+        finally:
             if spec.path is not None:
-                for number in range(workers):
+                for number in range(1, len(groups)):
                     _remove(spec.part(number))
 
     def _projector(self, store: ViewStore, projections: Sequence[Projection]) -> Projector:
@@ -253,7 +269,12 @@ def _share_out(folding: Sequence[Projection], workers: int) -> list[list[Project
         lightest = loads.index(min(loads))
         groups[lightest].append(projection)
         loads[lightest] += projection.rebuild_weight
-    return [group for group in groups if group]
+    # The group with the most indexes first: on SQLite, worker 0 builds its indexes itself.
+    return sorted((g for g in groups if g), key=lambda g: -sum(map(_index_count, g)))
+
+
+def _index_count(projection: Projection) -> int:
+    return len(projection.tables) - len(table_names(projection))
 
 
 @dataclass(frozen=True)
@@ -269,7 +290,7 @@ class _Task:
 def _worker(task: _Task, positions: Any, errors: Any) -> None:
     """One worker process: read and decode the whole log, fold its share, load the rows."""
     try:
-        part = task.number if task.spec.path is not None else None
+        part = task.number if task.spec.path is not None and task.number > 0 else None
         target = task.spec.open(task.projections, part=part)
         try:
             if part is not None:
@@ -281,6 +302,8 @@ def _worker(task: _Task, positions: Any, errors: Any) -> None:
                     positions[task.number] = position
 
                 reached = fold_log(log, folds, task.stops, target, task.page, progress)
+            if part is None:  # its tables are in the generation itself: index them now
+                target.build_indexes()
             target.commit()
             positions[task.number] = reached
         finally:

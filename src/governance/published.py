@@ -73,6 +73,26 @@ def event_id(originator_id: UUID, originator_version: int) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+@dataclass(frozen=True)
+class Headline:
+    """What an index of events needs: the public type, whose it is, who did it, when."""
+
+    type: str
+    org_id: str
+    site_id: str
+    actor: str
+    occurred_at: datetime
+
+
+def headline(event: Any) -> Headline | None:
+    """The envelope fields `describe` gives, without the data; None for an unpublished type."""
+    known = EVENT_TYPES.get(type(event))
+    if known is None:
+        return None
+    fields = vars(event)
+    return Headline(known[0], fields["org_id"], fields["site_id"], fields["actor"], event.timestamp)
+
+
 def describe(position: int, event: Any) -> PublishedEvent:
     name, suffix = EVENT_TYPES[type(event)]
     fields = vars(event)

@@ -9,61 +9,19 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TextIO
 
-from eventsourcing.persistence import ApplicationRecorder, Mapper
+from governance.audit.trail import FIELDS, AuditRecord, Selection, records
 
-from governance.published import EVENT_TYPES, describe
-from projections.audit_log import COLUMNS, AuditRecord
-
-FIELDS = COLUMNS  # position, event_id, type, org_id, site_id, actor, on_behalf_of, ...
+__all__ = ["FIELDS", "Format", "Selection", "public", "records", "timestamp", "write"]
 
 
 class Format(StrEnum):
     JSONL = "jsonl"
     CSV = "csv"
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which events to export; None means any."""
-
-    org_id: str | None = None
-    site_id: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-    def admits(self, record: AuditRecord) -> bool:
-        return (
-            (self.org_id is None or record.org_id == self.org_id)
-            and (self.site_id is None or record.site_id == self.site_id)
-            and (self.since is None or record.occurred_at >= self.since)
-            and (self.until is None or record.occurred_at < self.until)
-        )
-
-
-def records(
-    recorder: ApplicationRecorder,
-    mapper: Mapper[Any],
-    selection: Selection,
-    page: int = 1000,
-) -> Iterator[AuditRecord]:
-    """Every public event that `selection` admits, in log order, read `page` events at a time."""
-    position = 0
-    while notifications := recorder.select_notifications(
-        start=position, limit=page, inclusive_of_start=False
-    ):
-        for notification in notifications:
-            event = mapper.to_domain_event(notification)
-            if type(event) in EVENT_TYPES:
-                record = AuditRecord.of(describe(notification.id, event))
-                if selection.admits(record):
-                    yield record
-        position = notifications[-1].id
 
 
 def timestamp(moment: datetime) -> str:

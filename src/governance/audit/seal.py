@@ -1,5 +1,7 @@
 """Seals every stored event into a SHA-256 hash chain, in the transaction that stores it.
 
+(These recorders also read events by position, for the pages of the audit trail.)
+
 Each event's seal is `SHA-256(previous seal || canonical encoding of the event)`, kept in a table
 beside the event store (`<events table>_chain`). The recorders below are the library's own with
 one step added: after the events are inserted, and while the insert still holds the log's write
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import Notification, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 from psycopg import Cursor
@@ -146,6 +148,25 @@ class SealingPostgresRecorder(PostgresApplicationRecorder):
             "INSERT INTO {}.{} (position, previous, originator_id, originator_version, hash)"
             " VALUES (%s, %s, %s, %s, %s)"
         ).format(*table)
+        self._select_at = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state FROM {}.{}"
+            " WHERE notification_id = ANY(%s) ORDER BY notification_id"
+        ).format(Identifier(datastore.schema), Identifier(events_table_name))
+
+    def select_notifications_at(self, positions: Sequence[int]) -> list[Notification]:
+        """The events stored at `positions` (a page of the audit trail), in log order."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._select_at, (list(positions),), prepare=True)
+            return [
+                Notification(
+                    id=row["notification_id"],
+                    originator_id=row["originator_id"],
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=bytes(row["state"]),
+                )
+                for row in curs.fetchall()
+            ]
 
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -173,6 +194,26 @@ class SealingSQLiteRecorder(SQLiteApplicationRecorder):
             f"INSERT INTO {self.chain_table_name} (position, previous, originator_id,"  # noqa: S608
             " originator_version, hash) VALUES (?, ?, ?, ?, ?)"
         )
+
+    def select_notifications_at(self, positions: Sequence[int]) -> list[Notification]:
+        """The events stored at `positions` (a page of the audit trail), in log order."""
+        marks = ", ".join("?" for _ in positions)
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT rowid, originator_id, originator_version, topic, state"  # noqa: S608
+                f" FROM {self.events_table_name} WHERE rowid IN ({marks}) ORDER BY rowid",
+                list(positions),
+            )
+            return [
+                Notification(
+                    id=row["rowid"],
+                    originator_id=self.convert_originator_id(row["originator_id"]),
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=row["state"],
+                )
+                for row in c.fetchall()
+            ]
 
     def construct_create_table_statements(self) -> list[str]:
         return [

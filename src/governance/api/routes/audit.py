@@ -4,14 +4,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from governance.api.deps import CurrentPrincipal, RuntimeDep, Views
+from governance.api.deps import CurrentPrincipal, Governance, RuntimeDep, Views
 from governance.api.errors import ApiError, forbidden
 from governance.api.params import Since, Until, check_period
 from governance.api.schemas import AuditEventPublic, AuditPage, ChainVerification
+from governance.audit.trail import records_at
 from governance.audit.verify import Head, chain_store, verify
 from governance.auth import Principal, Role
 from governance.published import EVENT_TYPES
-from projections.audit_log import AuditFilter, audit_events
+from projections.audit_log import AuditFilter, audit_positions
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -59,15 +60,18 @@ def _filter(
 def list_events(
     where: Annotated[AuditFilter, Depends(_filter)],
     views: Views,
+    governance: Governance,
     after: Annotated[int, Query(ge=0, description="Return events after this position")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPage:
     """The organization's events in log order, a page at a time: pass `next_after` back."""
     with views.read() as tx:
-        records = audit_events(tx, where, after, limit)
+        positions = audit_positions(tx, where, after, limit)
+    # The page's events themselves come from the log, described as the export describes them.
+    records = records_at(governance.recorder, governance.mapper, positions)
     return AuditPage(
         events=[AuditEventPublic.model_validate(r, from_attributes=True) for r in records],
-        next_after=records[-1].position if len(records) == limit else None,
+        next_after=positions[-1] if len(positions) == limit else None,
     )
 
 
