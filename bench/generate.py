@@ -2,9 +2,9 @@
 
 Sites are registered across orgs; then users and admins install apps (with scopes), users are
 refused while a site blocks user installs, users revoke their own grants, admins remove apps for
-everyone and switch the policy. Commands go through the aggregates exactly as the application
-runs them; only the saving is batched (many aggregates per `save`) so a million events take
-minutes, not hours.
+everyone, approve apps for users and switch the policy. Commands go through the aggregates
+exactly as the application runs them; only the saving is batched (many aggregates per `save`)
+so a million events take minutes, not hours.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from governance.application import GovernanceApplication
 from governance.domain.actor import Actor
-from governance.domain.consent import decide
+from governance.domain.consent import decide_install
 from governance.domain.grant import Grant, InstalledBy, InstallRequest
 from governance.domain.site import ExistingUserInstalls, Site, UserInstalls
 
@@ -75,6 +75,14 @@ class Generator:
         blocked = state.site.user_installs is UserInstalls.BLOCKED
         if roll < (0.05 if blocked else 0.005):
             self._switch_policy(state, admin)
+        elif roll < 0.012:  # an admin approves an app for users (the app lists)
+            app_id = self.rng.choice(APPS)
+            scopes = sorted(self.rng.sample(SCOPES, 2))
+            if state.site.approve_app(app_id, app_id.title(), scopes, admin, reason="vetted"):
+                self._touch(state.site)
+        elif roll < 0.014:
+            if state.site.clear_app_listing(self.rng.choice(APPS), admin, reason="review"):
+                self._touch(state.site)
         elif roll < 0.04 and state.installed:
             app_id, _ = self.rng.choice(state.installed)
             state.site.remove_app(app_id, admin, reason=self.rng.choice(REASONS))
@@ -123,7 +131,7 @@ class Generator:
         if grant is None:
             grant = self.grants[key] = Grant.open(*key, datetime.now(UTC))
         epoch = site.removal_epoch(app_id)
-        verdict = decide(site.user_installs, role, granted=grant.covers(scopes, epoch))
+        verdict = decide_install(site, grant, role, app_id, scopes, None)
         request = InstallRequest(
             site.org_id,
             site.site_id,
@@ -138,7 +146,7 @@ class Generator:
                 state.installed.append((app_id, account))
                 self._touch(grant)
         elif not grant.covers(scopes, epoch):
-            grant.refuse(request, by)
+            grant.refuse(request, by, refusal=str(verdict.reason))
             self._touch(grant)
 
 
