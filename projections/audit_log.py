@@ -43,6 +43,7 @@ def _row(position: int, event: object) -> tuple[Any, ...] | None:
 class AuditLogProjection(Projection):
     name = "audit_log"
     rebuild_weight = 1.0
+    partitioned = True
     tables = (
         """CREATE TABLE IF NOT EXISTS audit_log (
             position BIGINT PRIMARY KEY,

@@ -32,6 +32,9 @@ class Projection:
     tables: ClassVar[Sequence[str]]
     # Roughly how much work its fold does per event, to share folds out between processes.
     rebuild_weight: ClassVar[float] = 1.0
+    # True when its rows depend only on the events of their own site (events carry site_id):
+    # a replay may then fold it in several processes at once, each taking some of the sites.
+    partitioned: ClassVar[bool] = False
     _handlers: ClassVar[dict[type, Handler]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -12,6 +12,7 @@ import re
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,7 @@ class BulkTarget(ABC):
         for statement in self._tables:
             self._execute(statement)
 
-    def build_indexes(self) -> None:
+    def build_indexes(self, parallel: int = 1) -> None:
         for statement in self._indexes:
             self._execute(statement)
 
@@ -161,7 +162,8 @@ class PostgresBulkTarget(BulkTarget):
 
     def __init__(self, url: str, schema: str, projections: Sequence[Projection]) -> None:
         super().__init__(projections)
-        self._conn = psycopg.connect(url, options=f"-c search_path={schema}", connect_timeout=5)
+        self._url, self._options = url, f"-c search_path={schema}"
+        self._conn = psycopg.connect(url, options=self._options, connect_timeout=5)
         # A crash before the switch means a new replay anyway: no need to wait for the disk.
         self._conn.execute("SET synchronous_commit = off")
         self._conn.execute("SET maintenance_work_mem = '256MB'")
@@ -192,10 +194,22 @@ class PostgresBulkTarget(BulkTarget):
         known = self._column_types[table]
         return [known[column] for column in columns]
 
-    def build_indexes(self) -> None:
-        super().build_indexes()
+    def build_indexes(self, parallel: int = 1) -> None:
+        """With `parallel` > 1, each index in its own session, that many at a time: the server
+        builds them side by side (what this session loaded is committed first)."""
+        if parallel <= 1:
+            super().build_indexes()
+        else:
+            self._conn.commit()
+            with ThreadPoolExecutor(max_workers=parallel) as pool:
+                list(pool.map(self._build_index, self._indexes))
         for table in self.table_names:
             self._conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+
+    def _build_index(self, statement: str) -> None:
+        with psycopg.connect(self._url, options=self._options, autocommit=True) as conn:
+            conn.execute("SET maintenance_work_mem = '256MB'")
+            conn.execute(statement.encode())
 
     def _track(self, name: str, position: int) -> None:
         self._conn.execute(

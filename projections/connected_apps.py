@@ -40,6 +40,7 @@ class AccountGrant:
 class ConnectedAppsProjection(Projection):
     name = "connected_apps"
     rebuild_weight = 3.0
+    partitioned = True
     tables = (
         """CREATE TABLE IF NOT EXISTS site_apps (
             site_id TEXT NOT NULL,

@@ -78,6 +78,7 @@ def _on(event_class: type[E]) -> Callable[[Callable[[_Book, E, int], None]], _Ha
 class SiteHistoryProjection(Projection):
     name = "site_history"
     rebuild_weight = 1.5
+    partitioned = True
     tables = (
         """CREATE TABLE IF NOT EXISTS site_history (
             position BIGINT PRIMARY KEY,

@@ -49,6 +49,7 @@ class SitePolicy:
 class SitePolicyProjection(Projection):
     name = "site_policy"
     rebuild_weight = 0.2
+    partitioned = True
     tables = (
         """CREATE TABLE IF NOT EXISTS site_policy (
             site_id TEXT PRIMARY KEY,

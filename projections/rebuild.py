@@ -17,14 +17,16 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import re
 import time
 import traceback
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from eventsourcing.persistence import ApplicationRecorder, Mapper
+from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
 
 from projections.base import Fold, Projection
 from projections.bulk import BulkTarget, SQLiteBulkTarget, TargetSpec, table_names
@@ -68,6 +70,31 @@ def _no_cyclic_gc() -> Iterator[None]:
             gc.enable()
 
 
+@dataclass(frozen=True)
+class Share:
+    """Which sites' events a worker folds into the site-partitioned projections: `index` of
+    `count` (by a stable hash of the site id), and all events into the others it was given."""
+
+    index: int = 0
+    count: int = 1
+    partitioned: frozenset[str] = frozenset()
+
+    def takes(self, notification: Notification, decode: Callable[[Notification], Any]) -> bool:
+        # The site id is read from the stored JSON without decoding the event: a worker then
+        # decodes only its share. Anything unusual (escapes, no match, compressed or encrypted
+        # state) falls back to decoding, so every worker puts a site in the same share.
+        found = _SITE_ID.search(notification.state)
+        if found is not None:
+            return zlib.crc32(found.group(1)) % self.count == self.index
+        site_id = getattr(decode(notification), "site_id", None)
+        if not isinstance(site_id, str):
+            return self.index == 0
+        return zlib.crc32(site_id.encode()) % self.count == self.index
+
+
+_SITE_ID = re.compile(rb'"site_id":\s*"([^"\\]*)"')
+
+
 def fold_log(
     log: Log,
     folds: Mapping[str, Fold],
@@ -75,32 +102,32 @@ def fold_log(
     target: BulkTarget,
     page: int,
     progress: Callable[[int], None],
+    share: Share | None = None,
 ) -> int:
     """Feed every event up to the highest stop to the folds; return the position reached."""
     recorder, mapper = log
     stop = max(stops.values(), default=0)
-    active = [(stops[name], fold.apply) for name, fold in folds.items()]
     position = 0
     decode = mapper.to_domain_event
+    share = share or Share()
+    mine = [(stops[n], f.apply) for n, f in folds.items() if n in share.partitioned]
+    every = [(stops[n], f.apply) for n, f in folds.items() if n not in share.partitioned]
     with _no_cyclic_gc():
-        while active and position < stop:
+        while (mine or every) and position < stop:
             notifications = recorder.select_notifications(
                 start=position, limit=page, stop=stop, inclusive_of_start=False
             )
             if not notifications:
                 break
-            if all(limit >= notifications[-1].id for limit, _ in active):
-                applies = [apply for _, apply in active]
-                for notification in notifications:
+            for notification in notifications:
+                at = notification.id
+                applies = [a for limit, a in every if at <= limit]
+                if mine and (share.count == 1 or share.takes(notification, decode)):
+                    applies += [a for limit, a in mine if at <= limit]
+                if applies:
                     event = decode(notification)
                     for apply in applies:
-                        apply(event, notification.id)
-            else:  # a check stops projections at different positions
-                for notification in notifications:
-                    event = decode(notification)
-                    for limit, apply in active:
-                        if notification.id <= limit:
-                            apply(event, notification.id)
+                        apply(event, at)
             position = notifications[-1].id
             target.maybe_flush()
             progress(position)
@@ -154,7 +181,9 @@ class Rebuilder:
         stops = {p.name: (limits[p.name] if limits else head) for p in self.projections}
         spec = _spec(self.generations, generation)
         folding = [p for p in self.projections if has_fold(p)]
-        workers = min(self.workers, len(folding))
+        # Site-partitioned folds spread over any number of workers; others one per worker.
+        spread = any(p.partitioned for p in folding)
+        workers = self.workers if spread else min(self.workers, len(folding))
         if workers > 1 and self.source is not None and head >= self.parallel_from:
             self._fold_in_workers(spec, folding, stops, workers, self.source)
         else:
@@ -208,26 +237,29 @@ class Rebuilder:
         workers: int,
         source: LogSource,
     ) -> None:
-        # Every table exists before the workers start; each worker then loads its share and
-        # builds its own indexes, side by side. On SQLite only worker 0 writes the generation's
-        # file itself (one writer per file): the others write part files, copied in at the end.
+        # Every table exists before the workers start. Site-partitioned folds are built by every
+        # worker, each for its share of the sites; the other folds go whole to one worker each.
+        # On SQLite worker 0 writes the generation's file and the others part files (one writer
+        # per file), copied in at the end; on PostgreSQL they all COPY into the schema.
         creating = spec.open(self.projections)
         try:
             creating.create_tables()
             creating.commit()
         finally:
             creating.close()
-        groups = _share_out(folding, workers)
+        partitioned = [p for p in folding if p.partitioned]
+        groups = [
+            [*partitioned, *whole]
+            for whole in _share_out([p for p in folding if not p.partitioned], workers)
+        ]
         try:
             reached = _run_workers(source, spec, groups, stops, self.page, self.progress)
-            merged = [p for group in groups[1:] for p in group] if spec.path is not None else []
-            rest = [*merged, *(p for p in self.projections if not has_fold(p))]
-            target = spec.open(rest)
+            target = spec.open(self.projections)
             try:
                 if isinstance(target, SQLiteBulkTarget):
                     for number, group in enumerate(groups[1:], start=1):
                         target.absorb(spec.part(number), [t for p in group for t in table_names(p)])
-                target.build_indexes()
+                target.build_indexes(parallel=workers)
                 target.track({p.name: reached.get(p.name, 0) for p in self.projections})
                 target.commit()
             finally:
@@ -262,35 +294,31 @@ def _remove(path: os.PathLike[str]) -> None:
 
 
 def _share_out(folding: Sequence[Projection], workers: int) -> list[list[Projection]]:
-    """Heaviest folds first, each to the least loaded worker."""
+    """Heaviest folds first, each to the least loaded worker (one list per worker)."""
     groups: list[list[Projection]] = [[] for _ in range(workers)]
     loads = [0.0] * workers
     for projection in sorted(folding, key=lambda p: -p.rebuild_weight):
         lightest = loads.index(min(loads))
         groups[lightest].append(projection)
         loads[lightest] += projection.rebuild_weight
-    # The group with the most indexes first: on SQLite, worker 0 builds its indexes itself.
-    return sorted((g for g in groups if g), key=lambda g: -sum(map(_index_count, g)))
-
-
-def _index_count(projection: Projection) -> int:
-    return len(projection.tables) - len(table_names(projection))
+    return groups
 
 
 @dataclass(frozen=True)
 class _Task:
     source: LogSource
     spec: TargetSpec
-    number: int
+    share: Share
     projections: Sequence[Projection]
     stops: Mapping[str, int]
     page: int
 
 
 def _worker(task: _Task, positions: Any, errors: Any) -> None:
-    """One worker process: read and decode the whole log, fold its share, load the rows."""
+    """One worker process: read the whole log, fold its share, load the rows."""
+    number = task.share.index
     try:
-        part = task.number if task.spec.path is not None and task.number > 0 else None
+        part = number if task.spec.path is not None and number > 0 else None
         target = task.spec.open(task.projections, part=part)
         try:
             if part is not None:
@@ -299,17 +327,15 @@ def _worker(task: _Task, positions: Any, errors: Any) -> None:
             with task.source.open() as log:
 
                 def progress(position: int) -> None:
-                    positions[task.number] = position
+                    positions[number] = position
 
-                reached = fold_log(log, folds, task.stops, target, task.page, progress)
-            if part is None:  # its tables are in the generation itself: index them now
-                target.build_indexes()
+                reached = fold_log(log, folds, task.stops, target, task.page, progress, task.share)
             target.commit()
-            positions[task.number] = reached
+            positions[number] = reached
         finally:
             target.close()
     except BaseException:
-        errors.put(f"worker {task.number}: {traceback.format_exc()}")
+        errors.put(f"worker {number}: {traceback.format_exc()}")
         raise
 
 
@@ -327,7 +353,9 @@ def _run_workers(
     errors = context.Queue()
     processes = []
     for number, group in enumerate(groups):
-        task = _Task(source, spec, number, group, {p.name: stops[p.name] for p in group}, page)
+        partitioned = frozenset(p.name for p in group if p.partitioned)
+        share = Share(number, len(groups), partitioned)
+        task = _Task(source, spec, share, group, {p.name: stops[p.name] for p in group}, page)
         process = context.Process(target=_worker, args=(task, positions, errors), daemon=True)
         process.start()
         processes.append(process)
@@ -346,7 +374,12 @@ def _run_workers(
         message = errors.get(timeout=1) if not errors.empty() else "a worker died"
         raise RuntimeError(f"the rebuild failed in a worker process:\n{message}")
     progress(min(positions[:]), stop)
-    return {p.name: min(positions[n], stops[p.name]) for n, g in enumerate(groups) for p in g}
+    reached: dict[str, int] = {}
+    for number, group in enumerate(groups):
+        for p in group:
+            at = min(positions[number], stops[p.name])
+            reached[p.name] = min(reached.get(p.name, at), at)
+    return reached
 
 
 def _check(rebuilder: Rebuilder) -> Check:

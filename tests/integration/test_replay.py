@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+import zlib
 
 from fastapi.testclient import TestClient
 
@@ -93,10 +94,15 @@ def test_check_prints_how_the_live_views_differ_from_a_rebuild(runtime: Runtime)
 
 def test_worker_processes_build_the_same_generation(runtime: Runtime) -> None:
     random_history(runtime, random.Random(3), commands=120)  # noqa: S311 - a fixed scenario
+    sites = ["north", "south", "east", "west", "harbor", "valley"]
+    for site in sites:
+        write_some_events(runtime.application, site)
+    # The sites fall into different workers' shares (a stable hash of the site id).
+    assert len({zlib.crc32(site.encode()) % 3 for site in [*sites, "s1", "s2"]}) == 3
     caught_up(runtime)
     before = dump_views(runtime)
     rebuilder = runtime.rebuilder()
-    rebuilder.workers, rebuilder.parallel_from = 2, 0  # as on a large log, on a small one
+    rebuilder.workers, rebuilder.parallel_from = 3, 0  # as on a large log, on a small one
     reached: list[int] = []
     rebuilder.progress = lambda position, head: reached.append(position)
     assert rebuilder.replay() == 2
