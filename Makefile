@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test lint typecheck unit services-up services-down clean
+.PHONY: run demo test lint typecheck unit services-up services-down clean bench-rebuild bench-export
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,15 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
+
+## Rebuild speed of `governance replay` on 1M events (SQLite, and PostgreSQL at DATABASE_URL).
+bench-rebuild: $(STAMP)
+	$(BIN)/python -m bench.rebuild --events $${EVENTS:-1000000} --rounds $${ROUNDS:-3} \
+		--backend sqlite $${DATABASE_URL:+--backend postgres}
+
+## Peak memory of `governance audit export` for 10k and 100k events.
+bench-export: $(STAMP)
+	$(BIN)/python -m bench.export_memory --events $${EVENTS:-100000}
 
 clean:
 	rm -rf $(VENV) var test-output

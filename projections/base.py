@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
+
+from eventsourcing.utils import get_topic
 
 from projections.store import Tx
 
 E = TypeVar("E")
 Handler = Callable[[Any, Tx, Any, int], None]
+FoldHandler = Callable[[Any, Any, int], None]
 
 
 def handles(event_class: type[E]) -> Callable[[Callable[[Any, Tx, E, int], None]], Handler]:
@@ -27,6 +30,11 @@ class Projection:
 
     name: ClassVar[str]
     tables: ClassVar[Sequence[str]]
+    # Roughly how much work its fold does per event, to share folds out between processes.
+    rebuild_weight: ClassVar[float] = 1.0
+    # True when its rows depend only on the events of their own site (events carry site_id):
+    # a replay may then fold it in several processes at once, each taking some of the sites.
+    partitioned: ClassVar[bool] = False
     _handlers: ClassVar[dict[type, Handler]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -42,13 +50,85 @@ class Projection:
         if handler is not None:
             handler(self, tx, event, position)
 
+    def topics(self) -> list[str]:
+        """The stored topics of the events it handles; empty when it looks at every event.
+
+        A class renamed with `register_topic` is stored under its old topic too: list it here.
+        """
+        if type(self).apply is not Projection.apply:
+            return []
+        return [get_topic(event_class) for event_class in self._handlers]
+
+    def fold(self, sink: Sink) -> Fold | None:
+        """A faster way to build this read model from position zero, or None (row by row).
+
+        A replay feeds a fold every event in order and it writes its tables' rows to `sink`; it
+        must leave exactly the rows the handlers above would (`governance replay --check` and
+        the tests compare the two).
+        """
+        return None
+
+
+class Sink(Protocol):
+    """Where a fold puts rows: a list per table, loaded in bulk (executemany or COPY)."""
+
+    def rows(self, table: str, columns: Sequence[str]) -> list[tuple[Any, ...]]: ...
+
+
+def folds(event_class: type[E]) -> Callable[[Callable[[Any, E, int], None]], FoldHandler]:
+    """Mark a method as a fold's handler of one event class."""
+
+    def mark(method: Callable[[Any, E, int], None]) -> FoldHandler:
+        method.__folds__ = event_class  # type: ignore[attr-defined]
+        return method
+
+    return mark
+
+
+class Fold:
+    """Builds a read model in memory from position zero, for a replay (no reads, no SQL).
+
+    Append-only tables go to the sink as events arrive; tables of current state are kept in
+    dictionaries and written once, by `finish`, so memory grows with entities, not with events.
+    """
+
+    _handlers: ClassVar[dict[type, FoldHandler]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._handlers = {
+            member.__folds__: member
+            for member in vars(cls).values()
+            if callable(member) and hasattr(member, "__folds__")
+        }
+
+    def apply(self, event: object, position: int) -> None:
+        handler = self._handlers.get(type(event))
+        if handler is not None:
+            handler(self, event, position)
+
+    def finish(self) -> None:
+        """Write the tables of current state (after the last event)."""
+
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+_last_micros: tuple[datetime | None, int] = (None, 0)
+
+
 def micros(moment: datetime) -> int:
     """Timestamps are stored as integer microseconds since the epoch: same order in both stores."""
-    return (moment - _EPOCH) // timedelta(microseconds=1)
+    global _last_micros
+    # Every projection asks for the same event's time in turn: remember the last answer (one
+    # tuple, swapped whole, so threads never see half of it).
+    last = _last_micros
+    if last[0] is moment:
+        return last[1]
+    delta = moment - _EPOCH
+    value = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    _last_micros = (moment, value)
+    return value
 
 
 def from_micros(value: int) -> datetime:

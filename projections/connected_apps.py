@@ -11,10 +11,11 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from governance.domain.grant import Grant
 from governance.domain.site import Site
-from projections.base import Projection, from_micros, handles, micros
+from projections.base import Fold, Projection, Sink, folds, from_micros, handles, micros
 from projections.store import Row, Tx
 
 
@@ -38,6 +39,8 @@ class AccountGrant:
 
 class ConnectedAppsProjection(Projection):
     name = "connected_apps"
+    rebuild_weight = 3.0
+    partitioned = True
     tables = (
         """CREATE TABLE IF NOT EXISTS site_apps (
             site_id TEXT NOT NULL,
@@ -171,6 +174,148 @@ class ConnectedAppsProjection(Projection):
             " user_installs = 0, admin_installs = 0, scopes = '[]', installed_at = NULL,"
             " last_installed_at = NULL",
             key,
+        )
+
+    def fold(self, sink: Sink) -> Fold:
+        return _ConnectedAppsFold(sink)
+
+
+_APP_COLUMNS = (
+    "site_id",
+    "app_id",
+    "app_name",
+    "removal_epoch",
+    "user_installs",
+    "admin_installs",
+    "scopes",
+    "installed_at",
+    "last_installed_at",
+)
+_GRANT_COLUMNS = ("site_id", "app_id", "account_id", "installed_by", "scopes", "installed_at")
+_INTERVAL_COLUMNS = (
+    "position",
+    "site_id",
+    "app_id",
+    "account_id",
+    "app_name",
+    "installed_by",
+    "scopes",
+    "installed_at",
+    "valid_from",
+    "valid_to",
+)
+
+
+class _ConnectedAppsFold(Fold):
+    """The same rows as the handlers above, built in memory for a replay.
+
+    Closed grant intervals go to the sink at once; apps, grants and open intervals are current
+    state, written by `finish`.
+    """
+
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
+        self._closed = sink.rows("grant_intervals", _INTERVAL_COLUMNS)
+        # (site, app) -> [app_name, removal_epoch, users, admins, scopes, installed_at, last]
+        self._apps: dict[tuple[str, str], list[Any]] = {}
+        # (site, app) -> account -> (installed_by, scopes as JSON, installed_at)
+        self._grants: dict[tuple[str, str], dict[str, tuple[str, str, int]]] = {}
+        # (site, app) -> account -> its open grant_intervals row
+        self._open: dict[tuple[str, str], dict[str, list[Any]]] = {}
+        self._scopes_json: dict[tuple[str, ...], str] = {}
+
+    @folds(Grant.AppInstalled)
+    def _installed(self, event: Grant.AppInstalled, position: int) -> None:
+        pair = (event.site_id, event.app_id)
+        app = self._apps.get(pair)
+        if app is not None and event.removal_epoch < app[1]:
+            return  # an admin removed the app after this install was decided: it is revoked
+        at = micros(event.timestamp)
+        grants = self._grants.setdefault(pair, {})
+        before = grants.get(event.account_id)
+        first_at = before[2] if before else at
+        scopes = self._json(event.scopes)
+        grants[event.account_id] = (event.installed_by, scopes, first_at)
+        self._close(pair, event.account_id, at)
+        self._open.setdefault(pair, {})[event.account_id] = [
+            position,
+            event.site_id,
+            event.app_id,
+            event.account_id,
+            event.app_name,
+            event.installed_by,
+            scopes,
+            first_at,
+            at,
+            None,
+        ]
+        users, admins = _count_change(before[0] if before else None, event.installed_by)
+        if app is None:
+            merged = sorted(set(event.scopes))
+            self._apps[pair] = [event.app_name, event.removal_epoch, users, admins, merged, at, at]
+            return
+        app[0] = event.app_name
+        app[2] += users
+        app[3] += admins
+        app[4] = sorted(set(app[4]) | set(event.scopes))
+        app[5] = at if app[5] is None else app[5]
+        app[6] = at
+
+    @folds(Grant.AppUninstalled)
+    def _uninstalled(self, event: Grant.AppUninstalled, position: int) -> None:
+        pair = (event.site_id, event.app_id)
+        before = self._grants.get(pair, {}).pop(event.account_id, None)
+        if before is None:
+            return  # already revoked by an admin removal
+        self._close(pair, event.account_id, micros(event.timestamp))
+        users, admins = _count_change(before[0], None)
+        app = self._apps.get(pair)
+        if app is not None:
+            app[2] += users
+            app[3] += admins
+            if app[2] + app[3] == 0:
+                app[4:] = [[], None, None]
+
+    @folds(Site.AppRemoved)
+    def _removed(self, event: Site.AppRemoved, position: int) -> None:
+        pair = (event.site_id, event.app_id)
+        self._grants.pop(pair, None)
+        at = micros(event.timestamp)
+        for interval in self._open.pop(pair, {}).values():
+            interval[9] = at
+            self._closed.append(tuple(interval))
+        app = self._apps.get(pair)
+        if app is None:
+            self._apps[pair] = [event.app_id, event.removal_epoch, 0, 0, [], None, None]
+        else:
+            app[1:] = [event.removal_epoch, 0, 0, [], None, None]
+
+    def _json(self, scopes: list[str]) -> str:
+        # The same few scope lists over and over: encode each once.
+        key = tuple(scopes)
+        encoded = self._scopes_json.get(key)
+        if encoded is None:
+            encoded = self._scopes_json[key] = json.dumps(scopes)
+        return encoded
+
+    def _close(self, pair: tuple[str, str], account_id: str, at: int) -> None:
+        interval = self._open.get(pair, {}).pop(account_id, None)
+        if interval is not None:
+            interval[9] = at
+            self._closed.append(tuple(interval))
+
+    def finish(self) -> None:
+        self._sink.rows("site_apps", _APP_COLUMNS).extend(
+            (site, app, name, epoch, users, admins, json.dumps(scopes), first, last)
+            for (site, app), (name, epoch, users, admins, scopes, first, last) in self._apps.items()
+        )
+        self._sink.rows("site_grants", _GRANT_COLUMNS).extend(
+            (site, app, account, *grant)
+            for (site, app), grants in self._grants.items()
+            for account, grant in grants.items()
+        )
+        self._closed.extend(
+            tuple(interval) for opened in self._open.values() for interval in opened.values()
         )
 
 

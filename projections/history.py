@@ -1,16 +1,21 @@
-"""Each site's timeline, in sentences an auditor can read."""
+"""Each site's timeline, in sentences an auditor can read.
+
+One handler per event type writes one entry. The handlers run against a `_Book`: the SQL tables
+when the projector applies an event, dictionaries and a row list when a replay folds the log, so
+both paths write the very same sentences.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from governance.domain.grant import Grant
 from governance.domain.request_case import AppRequestCase
 from governance.domain.site import Site
-from projections.base import Projection, from_micros, handles, micros
+from projections.base import Fold, Projection, Sink, from_micros, micros
 from projections.store import Tx
 
 
@@ -29,8 +34,51 @@ class HistoryEntry:
     on_behalf_of: str | None
 
 
+# One site_history row, in _COLUMNS order.
+Entry = tuple[Any, ...]
+_COLUMNS = (
+    "position",
+    "site_id",
+    "occurred_at",
+    "type",
+    "actor",
+    "summary",
+    "reason",
+    "app_id",
+    "account_id",
+    "policy_version",
+    "request_id",
+    "on_behalf_of",
+)
+
+
+class _Book(Protocol):
+    """Where the timeline is written, and the app names it remembers for later sentences."""
+
+    def name(self, site_id: str, app_id: str) -> str: ...
+
+    def remember(self, site_id: str, app_id: str, app_name: str) -> None: ...
+
+    def write(self, entry: Entry) -> None: ...
+
+
+E = TypeVar("E")
+_Handler = Callable[[_Book, Any, int], None]
+_HANDLERS: dict[type, _Handler] = {}
+
+
+def _on(event_class: type[E]) -> Callable[[Callable[[_Book, E, int], None]], _Handler]:
+    def register(handler: Callable[[_Book, E, int], None]) -> _Handler:
+        _HANDLERS[event_class] = handler
+        return handler
+
+    return register
+
+
 class SiteHistoryProjection(Projection):
     name = "site_history"
+    rebuild_weight = 1.5
+    partitioned = True
     tables = (
         """CREATE TABLE IF NOT EXISTS site_history (
             position BIGINT PRIMARY KEY,
@@ -56,16 +104,85 @@ class SiteHistoryProjection(Projection):
         )""",
     )
 
-    @handles(Site.SiteRegistered)
-    def _registered(self, tx: Tx, event: Site.SiteRegistered, position: int) -> None:
-        summary = f"{event.actor} registered the site {event.name!r}"
-        _write(tx, position, event, "SiteRegistered", summary, policy_version=1)
+    def apply(self, tx: Tx, event: object, position: int) -> None:
+        handler = _HANDLERS.get(type(event))
+        if handler is not None:
+            handler(_TablesBook(tx), event, position)
 
-    @handles(Site.UserInstallsBlocked)
-    def _blocked(self, tx: Tx, event: Site.UserInstallsBlocked, position: int) -> None:
-        summary = f"{event.actor} blocked user installs{_because(event.reason)}"
-        _write(
-            tx,
+    def fold(self, sink: Sink) -> Fold:
+        return _HistoryFold(sink)
+
+
+class _TablesBook:
+    def __init__(self, tx: Tx) -> None:
+        self._tx = tx
+
+    def name(self, site_id: str, app_id: str) -> str:
+        row = self._tx.one(
+            "SELECT app_name FROM site_history_apps WHERE site_id = %(s)s AND app_id = %(a)s",
+            {"s": site_id, "a": app_id},
+        )
+        return str(row["app_name"]) if row else app_id
+
+    def remember(self, site_id: str, app_id: str, app_name: str) -> None:
+        self._tx.execute(
+            "INSERT INTO site_history_apps (site_id, app_id, app_name) VALUES (%(s)s, %(a)s, %(n)s)"
+            " ON CONFLICT (site_id, app_id) DO UPDATE SET app_name = excluded.app_name",
+            {"s": site_id, "a": app_id, "n": app_name},
+        )
+
+    def write(self, entry: Entry) -> None:
+        self._tx.execute(
+            "INSERT INTO site_history (position, site_id, occurred_at, type, actor, summary,"
+            " reason, app_id, account_id, policy_version, request_id, on_behalf_of) VALUES"
+            " (%(position)s, %(site_id)s, %(occurred_at)s, %(type)s, %(actor)s, %(summary)s,"
+            " %(reason)s, %(app_id)s, %(account_id)s, %(policy_version)s, %(request_id)s,"
+            " %(on_behalf_of)s)",
+            dict(zip(_COLUMNS, entry, strict=True)),
+        )
+
+
+class _HistoryFold(Fold):
+    """The same handlers, on dictionaries: entries stream to the sink, names are written last."""
+
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
+        self._names: dict[tuple[str, str], str] = {}
+        self.write = sink.rows("site_history", _COLUMNS).append
+
+    def name(self, site_id: str, app_id: str) -> str:
+        return self._names.get((site_id, app_id), app_id)
+
+    def remember(self, site_id: str, app_id: str, app_name: str) -> None:
+        self._names[site_id, app_id] = app_name
+
+    def apply(self, event: object, position: int) -> None:
+        handler = _HANDLERS.get(type(event))
+        if handler is not None:
+            handler(self, event, position)
+
+    def finish(self) -> None:
+        self._sink.rows("site_history_apps", ("site_id", "app_id", "app_name")).extend(
+            (site_id, app_id, name) for (site_id, app_id), name in self._names.items()
+        )
+
+
+@_on(Site.SiteRegistered)
+def _registered(book: _Book, event: Site.SiteRegistered, position: int) -> None:
+    summary = f"{_who(event)} registered the site {event.name!r}"
+    book.write(_entry(position, event, "SiteRegistered", summary, policy_version=1))
+
+
+@_on(Site.UserInstallsBlocked)
+def _blocked(book: _Book, event: Site.UserInstallsBlocked, position: int) -> None:
+    existing = (
+        "removing the apps users had installed"
+        if event.existing_user_installs == "remove"
+        else "keeping the apps users had installed"
+    )
+    summary = f"{_who(event)} blocked user installs, {existing}{_because(event.reason)}"
+    book.write(
+        _entry(
             position,
             event,
             "UserInstallsBlocked",
@@ -73,12 +190,14 @@ class SiteHistoryProjection(Projection):
             reason=event.reason,
             policy_version=event.policy_version,
         )
+    )
 
-    @handles(Site.UserInstallsAllowed)
-    def _allowed(self, tx: Tx, event: Site.UserInstallsAllowed, position: int) -> None:
-        summary = f"{event.actor} allowed user installs{_because(event.reason)}"
-        _write(
-            tx,
+
+@_on(Site.UserInstallsAllowed)
+def _allowed(book: _Book, event: Site.UserInstallsAllowed, position: int) -> None:
+    summary = f"{_who(event)} allowed user installs{_because(event.reason)}"
+    book.write(
+        _entry(
             position,
             event,
             "UserInstallsAllowed",
@@ -86,18 +205,19 @@ class SiteHistoryProjection(Projection):
             reason=event.reason,
             policy_version=event.policy_version,
         )
+    )
 
-    @handles(Grant.AppInstalled)
-    def _installed(self, tx: Tx, event: Grant.AppInstalled, position: int) -> None:
-        _remember_name(tx, event.site_id, event.app_id, event.app_name)
-        role = "an admin" if event.installed_by == "admin" else "a user"
-        scopes = ", ".join(event.scopes) or "no scopes"
-        summary = (
-            f"{event.account_id} installed {event.app_name} as {role} ({scopes})"
-            f" under policy v{event.policy_version}"
-        )
-        _write(
-            tx,
+
+@_on(Grant.AppInstalled)
+def _installed(book: _Book, event: Grant.AppInstalled, position: int) -> None:
+    book.remember(event.site_id, event.app_id, event.app_name)
+    role = "an admin" if event.installed_by == "admin" else "a user"
+    summary = (
+        f"{event.account_id} installed {event.app_name} as {role} ({_scopes(event.scopes)})"
+        f" under policy v{event.policy_version}"
+    )
+    book.write(
+        _entry(
             position,
             event,
             "AppInstalled",
@@ -106,13 +226,15 @@ class SiteHistoryProjection(Projection):
             account_id=event.account_id,
             policy_version=event.policy_version,
         )
+    )
 
-    @handles(Grant.InstallBlocked)
-    def _refused(self, tx: Tx, event: Grant.InstallBlocked, position: int) -> None:
-        why = _REFUSALS.get(event.refusal, event.refusal).format(version=event.policy_version)
-        summary = f"{event.account_id}'s install of {event.app_name} was refused: {why}"
-        _write(
-            tx,
+
+@_on(Grant.InstallBlocked)
+def _refused(book: _Book, event: Grant.InstallBlocked, position: int) -> None:
+    why = _REFUSALS.get(event.refusal, event.refusal).format(version=event.policy_version)
+    summary = f"{event.account_id}'s install of {event.app_name} was refused: {why}"
+    book.write(
+        _entry(
             position,
             event,
             "InstallBlocked",
@@ -121,13 +243,18 @@ class SiteHistoryProjection(Projection):
             account_id=event.account_id,
             policy_version=event.policy_version,
         )
+    )
 
-    @handles(Grant.AppUninstalled)
-    def _uninstalled(self, tx: Tx, event: Grant.AppUninstalled, position: int) -> None:
-        name = _app_name(tx, event.site_id, event.app_id)
+
+@_on(Grant.AppUninstalled)
+def _uninstalled(book: _Book, event: Grant.AppUninstalled, position: int) -> None:
+    name = book.name(event.site_id, event.app_id)
+    if event.actor == event.account_id:
         summary = f"{event.account_id} revoked their grant of {name}"
-        _write(
-            tx,
+    else:
+        summary = f"{_who(event)} revoked {event.account_id}'s grant of {name}"
+    book.write(
+        _entry(
             position,
             event,
             "AppUninstalled",
@@ -135,40 +262,49 @@ class SiteHistoryProjection(Projection):
             app_id=event.app_id,
             account_id=event.account_id,
         )
+    )
 
-    @handles(Site.AppRemoved)
-    def _removed(self, tx: Tx, event: Site.AppRemoved, position: int) -> None:
-        name = _app_name(tx, event.site_id, event.app_id)
-        summary = f"{event.actor} removed {name} for everyone on the site{_because(event.reason)}"
-        _write(tx, position, event, "AppRemoved", summary, reason=event.reason, app_id=event.app_id)
 
-    @handles(Site.AppApproved)
-    def _approved(self, tx: Tx, event: Site.AppApproved, position: int) -> None:
-        _remember_name(tx, event.site_id, event.app_id, event.app_name)
-        summary = (
-            f"{event.actor} approved {event.app_name} for users ({_scopes(event.scopes)})"
-            f"{_answering(event.case_id)}{_because(event.reason)}"
-        )
-        _write(
-            tx, position, event, "AppApproved", summary, reason=event.reason, app_id=event.app_id
-        )
+@_on(Site.AppRemoved)
+def _removed(book: _Book, event: Site.AppRemoved, position: int) -> None:
+    name = book.name(event.site_id, event.app_id)
+    summary = f"{_who(event)} removed {name} for everyone on the site{_because(event.reason)}"
+    book.write(
+        _entry(position, event, "AppRemoved", summary, reason=event.reason, app_id=event.app_id)
+    )
 
-    @handles(Site.AppBlocked)
-    def _app_blocked(self, tx: Tx, event: Site.AppBlocked, position: int) -> None:
-        _remember_name(tx, event.site_id, event.app_id, event.app_name)
-        existing = "removing" if event.existing_installs == "remove" else "keeping"
-        summary = (
-            f"{event.actor} blocked {event.app_name} for everyone ({existing} existing installs)"
-            f"{_answering(event.case_id)}{_because(event.reason)}"
-        )
-        _write(tx, position, event, "AppBlocked", summary, reason=event.reason, app_id=event.app_id)
 
-    @handles(Site.AppApprovalWithdrawn)
-    def _withdrawn(self, tx: Tx, event: Site.AppApprovalWithdrawn, position: int) -> None:
-        name = _app_name(tx, event.site_id, event.app_id)
-        summary = f"{event.actor} withdrew the approval of {name}{_because(event.reason)}"
-        _write(
-            tx,
+@_on(Site.AppApproved)
+def _approved(book: _Book, event: Site.AppApproved, position: int) -> None:
+    book.remember(event.site_id, event.app_id, event.app_name)
+    summary = (
+        f"{_who(event)} approved {event.app_name} for users ({_scopes(event.scopes)})"
+        f"{_answering(event.case_id)}{_because(event.reason)}"
+    )
+    book.write(
+        _entry(position, event, "AppApproved", summary, reason=event.reason, app_id=event.app_id)
+    )
+
+
+@_on(Site.AppBlocked)
+def _app_blocked(book: _Book, event: Site.AppBlocked, position: int) -> None:
+    book.remember(event.site_id, event.app_id, event.app_name)
+    existing = "removing" if event.existing_installs == "remove" else "keeping"
+    summary = (
+        f"{_who(event)} blocked {event.app_name} for everyone ({existing} existing installs)"
+        f"{_answering(event.case_id)}{_because(event.reason)}"
+    )
+    book.write(
+        _entry(position, event, "AppBlocked", summary, reason=event.reason, app_id=event.app_id)
+    )
+
+
+@_on(Site.AppApprovalWithdrawn)
+def _withdrawn(book: _Book, event: Site.AppApprovalWithdrawn, position: int) -> None:
+    name = book.name(event.site_id, event.app_id)
+    summary = f"{_who(event)} withdrew the approval of {name}{_because(event.reason)}"
+    book.write(
+        _entry(
             position,
             event,
             "AppApprovalWithdrawn",
@@ -176,26 +312,29 @@ class SiteHistoryProjection(Projection):
             reason=event.reason,
             app_id=event.app_id,
         )
+    )
 
-    @handles(Site.AppUnblocked)
-    def _unblocked(self, tx: Tx, event: Site.AppUnblocked, position: int) -> None:
-        name = _app_name(tx, event.site_id, event.app_id)
-        summary = f"{event.actor} unblocked {name}{_because(event.reason)}"
-        _write(
-            tx, position, event, "AppUnblocked", summary, reason=event.reason, app_id=event.app_id
-        )
 
-    @handles(AppRequestCase.AppRequested)
-    def _requested(self, tx: Tx, event: AppRequestCase.AppRequested, position: int) -> None:
-        _remember_name(tx, event.site_id, event.app_id, event.app_name)
-        case = "opening" if event.opens_case else "joining"
-        summary = (
-            f"{event.account_id} asked for {event.app_name} ({_scopes(event.scopes)}),"
-            f" {case} request case {event.case_id}"
-        )
-        # The requester's justification is the entry's "why".
-        _write(
-            tx,
+@_on(Site.AppUnblocked)
+def _unblocked(book: _Book, event: Site.AppUnblocked, position: int) -> None:
+    name = book.name(event.site_id, event.app_id)
+    summary = f"{_who(event)} unblocked {name}{_because(event.reason)}"
+    book.write(
+        _entry(position, event, "AppUnblocked", summary, reason=event.reason, app_id=event.app_id)
+    )
+
+
+@_on(AppRequestCase.AppRequested)
+def _requested(book: _Book, event: AppRequestCase.AppRequested, position: int) -> None:
+    book.remember(event.site_id, event.app_id, event.app_name)
+    case = "opening" if event.opens_case else "joining"
+    summary = (
+        f"{event.account_id} asked for {event.app_name} ({_scopes(event.scopes)}),"
+        f" {case} request case {event.case_id}"
+    )
+    # The requester's justification is the entry's "why".
+    book.write(
+        _entry(
             position,
             event,
             "AppRequested",
@@ -204,53 +343,55 @@ class SiteHistoryProjection(Projection):
             app_id=event.app_id,
             account_id=event.account_id,
         )
+    )
 
-    @handles(AppRequestCase.AppRequestApproved)
-    def _case_approved(
-        self, tx: Tx, event: AppRequestCase.AppRequestApproved, position: int
-    ) -> None:
-        summary = (
-            f"{event.actor} approved request case {event.case_id} for {event.app_name}"
-            f" ({_scopes(event.scopes)}) from {_people(event.requesters)}{_because(event.reason)}"
-        )
-        _write_outcome(tx, position, event, "AppRequestApproved", summary)
 
-    @handles(AppRequestCase.AppRequestDenied)
-    def _case_denied(self, tx: Tx, event: AppRequestCase.AppRequestDenied, position: int) -> None:
-        summary = (
-            f"{event.actor} denied request case {event.case_id} for {event.app_name}"
-            f" from {_people(event.requesters)}{_because(event.reason)}"
-        )
-        _write_outcome(tx, position, event, "AppRequestDenied", summary)
+@_on(AppRequestCase.AppRequestApproved)
+def _case_approved(book: _Book, event: AppRequestCase.AppRequestApproved, position: int) -> None:
+    summary = (
+        f"{_who(event)} approved request case {event.case_id} for {event.app_name}"
+        f" ({_scopes(event.scopes)}) from {_people(event.requesters)}{_because(event.reason)}"
+    )
+    book.write(_outcome(position, event, "AppRequestApproved", summary))
 
-    @handles(AppRequestCase.AppRequestBlocked)
-    def _case_blocked(self, tx: Tx, event: AppRequestCase.AppRequestBlocked, position: int) -> None:
-        summary = (
-            f"{event.actor} refused request case {event.case_id} for {event.app_name}"
-            f" from {_people(event.requesters)} and blocked the app{_because(event.reason)}"
-        )
-        _write_outcome(tx, position, event, "AppRequestBlocked", summary)
 
-    @handles(AppRequestCase.AppRequestExpired)
-    def _case_expired(self, tx: Tx, event: AppRequestCase.AppRequestExpired, position: int) -> None:
-        summary = (
-            f"request case {event.case_id} for {event.app_name} from"
-            f" {_people(event.requesters)} expired{_because(event.reason)}"
-        )
-        _write_outcome(tx, position, event, "AppRequestExpired", summary)
+@_on(AppRequestCase.AppRequestDenied)
+def _case_denied(book: _Book, event: AppRequestCase.AppRequestDenied, position: int) -> None:
+    summary = (
+        f"{_who(event)} denied request case {event.case_id} for {event.app_name}"
+        f" from {_people(event.requesters)}{_because(event.reason)}"
+    )
+    book.write(_outcome(position, event, "AppRequestDenied", summary))
 
-    @handles(AppRequestCase.AppRequestCancelled)
-    def _case_cancelled(
-        self, tx: Tx, event: AppRequestCase.AppRequestCancelled, position: int
-    ) -> None:
-        name = _app_name(tx, event.site_id, event.app_id)
-        closing = ", which closed the case" if event.closes_case else ""
-        summary = (
-            f"{event.account_id} withdrew their request for {name}"
-            f" (request case {event.case_id}){closing}{_because(event.reason)}"
-        )
-        _write(
-            tx,
+
+@_on(AppRequestCase.AppRequestBlocked)
+def _case_blocked(book: _Book, event: AppRequestCase.AppRequestBlocked, position: int) -> None:
+    summary = (
+        f"{_who(event)} refused request case {event.case_id} for {event.app_name}"
+        f" from {_people(event.requesters)} and blocked the app{_because(event.reason)}"
+    )
+    book.write(_outcome(position, event, "AppRequestBlocked", summary))
+
+
+@_on(AppRequestCase.AppRequestExpired)
+def _case_expired(book: _Book, event: AppRequestCase.AppRequestExpired, position: int) -> None:
+    summary = (
+        f"request case {event.case_id} for {event.app_name} from"
+        f" {_people(event.requesters)} expired{_because(event.reason)}"
+    )
+    book.write(_outcome(position, event, "AppRequestExpired", summary))
+
+
+@_on(AppRequestCase.AppRequestCancelled)
+def _case_cancelled(book: _Book, event: AppRequestCase.AppRequestCancelled, position: int) -> None:
+    name = book.name(event.site_id, event.app_id)
+    closing = ", which closed the case" if event.closes_case else ""
+    summary = (
+        f"{event.account_id} withdrew their request for {name}"
+        f" (request case {event.case_id}){closing}{_because(event.reason)}"
+    )
+    book.write(
+        _entry(
             position,
             event,
             "AppRequestCancelled",
@@ -259,6 +400,7 @@ class SiteHistoryProjection(Projection):
             app_id=event.app_id,
             account_id=event.account_id,
         )
+    )
 
 
 _REFUSALS = {
@@ -284,6 +426,51 @@ class _Recorded(Protocol):
     def timestamp(self) -> datetime: ...
 
 
+class _Outcome(_Recorded, Protocol):
+    @property
+    def app_id(self) -> str: ...
+    @property
+    def reason(self) -> str | None: ...
+
+
+def _entry(
+    position: int,
+    event: _Recorded,
+    type_name: str,
+    summary: str,
+    *,
+    reason: str | None = None,
+    app_id: str | None = None,
+    account_id: str | None = None,
+    policy_version: int | None = None,
+) -> Entry:
+    return (
+        position,
+        event.site_id,
+        micros(event.timestamp),
+        type_name,
+        event.actor,
+        summary,
+        reason,
+        app_id,
+        account_id,
+        policy_version,
+        event.request_id,
+        event.on_behalf_of,
+    )
+
+
+def _outcome(position: int, event: _Outcome, type_name: str, summary: str) -> Entry:
+    return _entry(position, event, type_name, summary, reason=event.reason, app_id=event.app_id)
+
+
+def _who(event: _Recorded) -> str:
+    """The actor, and whom a service acted for: "enforce-block (for policy v3)"."""
+    if event.on_behalf_of:
+        return f"{event.actor} (for {event.on_behalf_of})"
+    return event.actor
+
+
 def _answering(case_id: str | None) -> str:
     return f", answering request case {case_id}" if case_id else ""
 
@@ -296,77 +483,35 @@ def _people(accounts: list[str]) -> str:
     return f"{len(accounts)} requester{'' if len(accounts) == 1 else 's'}"
 
 
-def _remember_name(tx: Tx, site_id: str, app_id: str, app_name: str) -> None:
-    tx.execute(
-        "INSERT INTO site_history_apps (site_id, app_id, app_name) VALUES (%(s)s, %(a)s, %(n)s)"
-        " ON CONFLICT (site_id, app_id) DO UPDATE SET app_name = excluded.app_name",
-        {"s": site_id, "a": app_id, "n": app_name},
-    )
-
-
-class _Outcome(_Recorded, Protocol):
-    @property
-    def app_id(self) -> str: ...
-    @property
-    def reason(self) -> str | None: ...
-
-
-def _write_outcome(tx: Tx, position: int, event: _Outcome, type_name: str, summary: str) -> None:
-    _write(tx, position, event, type_name, summary, reason=event.reason, app_id=event.app_id)
-
-
 def _because(reason: str | None) -> str:
     return f" (reason: {reason})" if reason else ""
 
 
-def _app_name(tx: Tx, site_id: str, app_id: str) -> str:
-    row = tx.one(
-        "SELECT app_name FROM site_history_apps WHERE site_id = %(s)s AND app_id = %(a)s",
-        {"s": site_id, "a": app_id},
-    )
-    return str(row["app_name"]) if row else app_id
+_MIN, _MAX = -(2**63), 2**63 - 1
 
 
-def _write(
+def site_history(
     tx: Tx,
-    position: int,
-    event: _Recorded,
-    type_name: str,
-    summary: str,
-    *,
-    reason: str | None = None,
-    app_id: str | None = None,
-    account_id: str | None = None,
-    policy_version: int | None = None,
-) -> None:
-    tx.execute(
-        "INSERT INTO site_history (position, site_id, occurred_at, type, actor, summary, reason,"
-        " app_id, account_id, policy_version, request_id, on_behalf_of) VALUES (%(p)s, %(s)s,"
-        " %(t)s, %(type)s, %(actor)s, %(summary)s, %(reason)s, %(app)s, %(account)s,"
-        " %(version)s, %(rid)s, %(obo)s)",
-        {
-            "p": position,
-            "s": event.site_id,
-            "t": micros(event.timestamp),
-            "type": type_name,
-            "actor": event.actor,
-            "summary": summary,
-            "reason": reason,
-            "app": app_id,
-            "account": account_id,
-            "version": policy_version,
-            "rid": event.request_id,
-            "obo": event.on_behalf_of,
-        },
-    )
-
-
-def site_history(tx: Tx, site_id: str, after: int, limit: int) -> Sequence[HistoryEntry]:
+    site_id: str,
+    after: int,
+    limit: int,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Sequence[HistoryEntry]:
+    """A page of the timeline after `after`; with since/until, what happened in [since, until)."""
     rows = tx.all(
         "SELECT position, occurred_at, type, actor, summary, reason, app_id, account_id,"
         " policy_version, request_id, on_behalf_of FROM site_history"
-        " WHERE site_id = %(s)s AND position > %(after)s ORDER BY position LIMIT %(limit)s",
-        {"s": site_id, "after": after, "limit": limit},
+        " WHERE site_id = %(s)s AND position > %(after)s"
+        " AND occurred_at >= %(since)s AND occurred_at < %(until)s"
+        " ORDER BY position LIMIT %(limit)s",
+        {
+            "s": site_id,
+            "after": after,
+            "limit": limit,
+            "since": micros(since) if since else _MIN,
+            "until": micros(until) if until else _MAX,
+        },
     )
     return [
         HistoryEntry(

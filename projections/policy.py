@@ -7,8 +7,31 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from governance.domain.site import Site
-from projections.base import Projection, from_micros, handles, micros
+from projections.base import Fold, Projection, Sink, folds, from_micros, handles, micros
 from projections.store import Row, Tx
+
+_POLICY_COLUMNS = (
+    "site_id",
+    "org_id",
+    "name",
+    "user_installs",
+    "version",
+    "updated_at",
+    "updated_by",
+    "reason",
+    "position",
+)
+_VERSION_COLUMNS = (
+    "site_id",
+    "version",
+    "org_id",
+    "name",
+    "user_installs",
+    "valid_from",
+    "updated_by",
+    "reason",
+    "position",
+)
 
 
 @dataclass(frozen=True)
@@ -25,6 +48,8 @@ class SitePolicy:
 
 class SitePolicyProjection(Projection):
     name = "site_policy"
+    rebuild_weight = 0.2
+    partitioned = True
     tables = (
         """CREATE TABLE IF NOT EXISTS site_policy (
             site_id TEXT PRIMARY KEY,
@@ -117,6 +142,74 @@ class SitePolicyProjection(Projection):
             " %(org_id)s, %(name)s, %(user_installs)s, %(at)s, %(actor)s, %(reason)s,"
             " %(position)s)",
             row,
+        )
+
+    def fold(self, sink: Sink) -> Fold:
+        return _PolicyFold(sink)
+
+
+class _PolicyFold(Fold):
+    """The same rows as the handlers above, built in memory for a replay."""
+
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
+        self._versions = sink.rows("site_policy_history", _VERSION_COLUMNS)
+        self._sites: dict[str, list[object]] = {}  # site_id -> a site_policy row
+
+    @folds(Site.SiteRegistered)
+    def _registered(self, event: Site.SiteRegistered, position: int) -> None:
+        at = micros(event.timestamp)
+        self._sites[event.site_id] = [
+            event.site_id,
+            event.org_id,
+            event.name,
+            "allowed",
+            1,
+            at,
+            event.actor,
+            None,
+            position,
+        ]
+        self._versions.append(
+            (event.site_id, 1, event.org_id, event.name, "allowed", at, event.actor, None, position)
+        )
+
+    @folds(Site.UserInstallsBlocked)
+    def _blocked(self, event: Site.UserInstallsBlocked, position: int) -> None:
+        self._change(event, "blocked", position)
+
+    @folds(Site.UserInstallsAllowed)
+    def _allowed(self, event: Site.UserInstallsAllowed, position: int) -> None:
+        self._change(event, "allowed", position)
+
+    def _change(
+        self,
+        event: Site.UserInstallsBlocked | Site.UserInstallsAllowed,
+        state: str,
+        position: int,
+    ) -> None:
+        at = micros(event.timestamp)
+        current = self._sites.get(event.site_id)
+        if current is not None:
+            current[3:] = [state, event.policy_version, at, event.actor, event.reason, position]
+        name = current[2] if current is not None else ""
+        self._versions.append(
+            (
+                event.site_id,
+                event.policy_version,
+                event.org_id,
+                name,
+                state,
+                at,
+                event.actor,
+                event.reason,
+                position,
+            )
+        )
+
+    def finish(self) -> None:
+        self._sink.rows("site_policy", _POLICY_COLUMNS).extend(
+            tuple(row) for row in self._sites.values()
         )
 
 

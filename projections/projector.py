@@ -41,12 +41,16 @@ class Projector:
         store: ViewStore,
         projections: Sequence[Projection],
         batch_size: int = 1000,
+        topics: Sequence[str] = (),
     ) -> None:
         self.recorder = recorder
         self.mapper = mapper
         self.store = store
         self.projections = projections
         self.batch_size = batch_size
+        # Read only these topics (all when empty); then `catch_up` needs a `stop`: the batch
+        # that finds no more of them moves the positions to `stop` in one step.
+        self.topics = topics
         self.wake = threading.Event()
         self._progress = threading.Condition()
 
@@ -72,17 +76,30 @@ class Projector:
         positions = self.positions()
         return min(positions.get(p.name, 0) for p in self.projections)
 
-    def run_batch(self) -> int:
-        """Apply the next batch; return how many notifications it covered (0: caught up)."""
+    def run_batch(self, stop: int | None = None) -> int:
+        """Apply the next batch (up to position `stop`); return how many notifications it covered.
+
+        0 means caught up (with the log, or with `stop`).
+        """
         with self.store.transaction() as tx:
             done = self._lock_positions(tx)
+            start = min(done.values())
             notifications = self.recorder.select_notifications(
-                start=min(done.values()), limit=self.batch_size, inclusive_of_start=False
+                start=start,
+                limit=self.batch_size,
+                stop=stop,
+                topics=self.topics,
+                inclusive_of_start=False,
             )
-            if not notifications:
+            if self.topics and stop is not None and len(notifications) < self.batch_size:
+                last = stop  # nothing more of interest up to `stop`
+            elif notifications:
+                last = notifications[-1].id
+            else:
+                return 0
+            if last <= start:
                 return 0
             events = [(n.id, self.mapper.to_domain_event(n)) for n in notifications]
-            last = notifications[-1].id
             for projection in self.projections:
                 reached = done[projection.name]
                 for position, event in events:
@@ -95,10 +112,10 @@ class Projector:
                     )
         with self._progress:
             self._progress.notify_all()
-        return len(notifications)
+        return max(len(notifications), 1)
 
-    def catch_up(self) -> None:
-        while self.run_batch():
+    def catch_up(self, stop: int | None = None) -> None:
+        while self.run_batch(stop):
             pass
 
     def run(self, stop: threading.Event, idle_wait: float) -> None:

@@ -61,13 +61,15 @@ def make_settings(backend: str, tmp_path: Path, **overrides: object) -> Settings
 
 
 def drop_schema(settings: Settings) -> None:
+    """Drop the test's schema and its read models' generations (`<schema>_views_<N>`)."""
     assert settings.database_url is not None
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
-                sql.Identifier(settings.database_schema)
-            )
-        )
+        base = settings.database_schema
+        generations = conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)", (base + "_views_",)
+        ).fetchall()
+        for schema in [base, *(name for (name,) in generations)]:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 @pytest.fixture(params=BACKENDS)

@@ -10,6 +10,7 @@ import typer
 from pydantic import ValidationError
 
 from governance import config_reference
+from governance.audit import cli as audit_cli
 from governance.auth import Role, TokenCodec
 from governance.config import Settings
 from governance.config_reference import explain
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from governance.runtime import Runtime
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+cli.add_typer(audit_cli.audit, name="audit")
+cli.command()(audit_cli.history)
 
 
 def _settings() -> Settings:
@@ -70,8 +73,10 @@ def migrate() -> None:
     """Create the event store's and the read models' tables (run once before other processes)."""
     from governance.runtime import migrate as run_migrate
 
-    run_migrate(_settings())
+    adopted = run_migrate(_settings())
     typer.echo("tables are in place")
+    if adopted:
+        typer.echo(f"sealed {adopted} events stored before the hash chain existed")
 
 
 @cli.command()
@@ -173,6 +178,20 @@ def consume(
         process.run()
     finally:
         process.close()
+
+
+@cli.command()
+def replay(
+    check: Annotated[
+        bool, typer.Option("--check", help="Rebuild into scratch tables and print differences")
+    ] = False,
+) -> None:
+    """Rebuild every read model from position zero while serving, then switch to them."""
+    from rich.console import Console
+
+    from governance.replay import replay as run_replay
+
+    raise typer.Exit(run_replay(_settings(), check=check, console=Console(stderr=True)))
 
 
 @cli.command()

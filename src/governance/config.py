@@ -89,6 +89,12 @@ class Settings(BaseSettings):
         le=100_000,
         description="Events the projector applies in one transaction.",
     )
+    replay_workers: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="Processes `governance replay` folds the log in (0: one per CPU core).",
+    )
     projector_idle_wait: float = Field(
         default=0.5,
         gt=0,

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from governance.config import Settings
 
 # The application's name prefixes the PostgreSQL table: governance_events.
 EVENTS_TABLE = "governance_events"
+# The library's recorders plus the hash chain (governance.audit.seal): every event is sealed.
+POSTGRES_RECORDER_TOPIC = "governance.audit.seal:SealingPostgresRecorder"
+SQLITE_RECORDER_TOPIC = "governance.audit.seal:SealingSQLiteRecorder"
+
+
+def sqlite_events_path(settings: Settings) -> Path:
+    """The embedded event store's file (the library's SQLITE_DBNAME)."""
+    return settings.data_dir / "events.sqlite"
 
 
 def event_store_env(settings: Settings, *, create_table: bool) -> dict[str, str]:
@@ -15,8 +25,9 @@ def event_store_env(settings: Settings, *, create_table: bool) -> dict[str, str]
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         return {
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-            "SQLITE_DBNAME": str(settings.data_dir / "events.sqlite"),
+            "SQLITE_DBNAME": str(sqlite_events_path(settings)),
             "SQLITE_LOCK_TIMEOUT": "10",
+            "APPLICATION_RECORDER_TOPIC": SQLITE_RECORDER_TOPIC,
             "CREATE_TABLE": flag,
         }
     pg = settings.postgres
@@ -31,5 +42,6 @@ def event_store_env(settings: Settings, *, create_table: bool) -> dict[str, str]
         "POSTGRES_POOL_SIZE": str(settings.database_pool_size),
         "POSTGRES_CONNECT_TIMEOUT": "5",
         "POSTGRES_LOCK_TIMEOUT": "5",
+        "APPLICATION_RECORDER_TOPIC": POSTGRES_RECORDER_TOPIC,
         "CREATE_TABLE": flag,
     }

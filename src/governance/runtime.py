@@ -2,28 +2,42 @@
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
+
+from eventsourcing.persistence import ApplicationRecorder, Mapper
 
 from consumers import wiring as consumers
 from governance.application import GovernanceApplication
+from governance.audit.verify import chain_store
 from governance.auth import TokenCodec
 from governance.config import Settings
-from governance.eventstore import EVENTS_TABLE, event_store_env
+from governance.eventstore import EVENTS_TABLE, event_store_env, sqlite_events_path
 from governance.expiry import expire_stale_requests, sweep_periodically
 from governance.observability.process import process_metrics
 from governance.relay.embedded import EmbeddedDispatcher
 from governance.relay.positions import open_positions
 from projections.app_lists import AppListsProjection
 from projections.app_requests import AppRequestsProjection
+from projections.audit_log import AuditLogProjection
 from projections.base import Projection
 from projections.connected_apps import ConnectedAppsProjection
+from projections.generations import (
+    GenerationalViewStore,
+    Generations,
+    PostgresGenerations,
+    SQLiteGenerations,
+)
 from projections.history import SiteHistoryProjection
 from projections.listen import listen_for_events
 from projections.policy import SitePolicyProjection
 from projections.projector import Projector
-from projections.store import PostgresViewStore, SQLiteViewStore, ViewStore
+from projections.rebuild import Progress, Rebuilder
 
 
 def all_projections() -> Sequence[Projection]:
@@ -33,6 +47,7 @@ def all_projections() -> Sequence[Projection]:
         SiteHistoryProjection(),
         AppListsProjection(),
         AppRequestsProjection(),
+        AuditLogProjection(),
     )
 
 
@@ -45,7 +60,9 @@ class Runtime:
         # only `governance migrate` does, because processes starting together race on DDL.
         create = (not settings.uses_postgres) if create_tables is None else create_tables
         self.application = GovernanceApplication(env=event_store_env(settings, create_table=create))
-        self.views = _view_store(settings)
+        self.views = GenerationalViewStore(view_generations(settings))
+        if create:
+            self.views.generations.ensure_live()
         self.projector = Projector(
             self.application.recorder,
             self.application.mapper,
@@ -62,6 +79,21 @@ class Runtime:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._wakes = [self.projector.wake]
+
+    def rebuilder(self, progress: Progress | None = None) -> Rebuilder:
+        """What `governance replay` runs: new generations of every read model, built from zero."""
+        rebuilder = Rebuilder(
+            self.views.generations,
+            self.application.recorder,
+            self.application.mapper,
+            all_projections(),
+            batch_size=self.settings.projector_batch_size,
+            workers=self.settings.replay_workers or os.cpu_count() or 1,
+            source=LogFromSettings(self.settings),
+        )
+        if progress is not None:
+            rebuilder.progress = progress
+        return rebuilder
 
     def start_projector(self) -> None:
         """Run the projector in a background thread, woken by new events."""
@@ -132,8 +164,27 @@ class Runtime:
         self._threads.append(thread)
 
 
-def migrate(settings: Settings) -> None:
-    """Create every table once: the event store's and the read models'."""
+@dataclass(frozen=True)
+class LogFromSettings:
+    """Opens the event log in a replay's worker process (the settings travel there)."""
+
+    settings: Settings
+
+    @contextmanager
+    def open(self) -> Iterator[tuple[ApplicationRecorder, Mapper[Any]]]:
+        env = event_store_env(self.settings, create_table=False)
+        application = GovernanceApplication(env=env)
+        try:
+            yield application.recorder, application.mapper
+        finally:
+            application.close()
+
+
+def migrate(settings: Settings) -> int:
+    """Create every table once: the event store's and the read models'.
+
+    Returns how many events stored before the hash chain existed it sealed (0 once sealed).
+    """
     if settings.uses_postgres:
         _create_schema(settings)
     Runtime(settings, create_tables=True).close()
@@ -142,6 +193,7 @@ def migrate(settings: Settings) -> None:
         positions.create_table()
     finally:
         positions.close()
+    return chain_store(settings).adopt()
 
 
 def _create_schema(settings: Settings) -> None:
@@ -157,9 +209,10 @@ def _create_schema(settings: Settings) -> None:
         )
 
 
-def _view_store(settings: Settings) -> ViewStore:
+def view_generations(settings: Settings) -> Generations:
+    """Where the read models' generations live: beside the event store, in its database."""
     if settings.database_url is None:
-        return SQLiteViewStore(settings.data_dir / "views.sqlite")
-    return PostgresViewStore(
+        return SQLiteGenerations(settings.data_dir, sqlite_events_path(settings))
+    return PostgresGenerations(
         settings.database_url, settings.database_schema, settings.database_pool_size
     )

@@ -245,6 +245,7 @@ VIEW_TABLES = (
     "app_request_cases",
     "app_requesters",
     "app_requester_intervals",
+    "audit_log",
 )
 
 
@@ -258,9 +259,8 @@ def dump_views(runtime: Runtime) -> dict[str, list[str]]:
 
 
 def rebuild(runtime: Runtime) -> None:
-    """Empty every view and replay the log from position zero."""
-    with runtime.views.transaction() as tx:
-        for table in VIEW_TABLES:
-            tx.execute("DELETE FROM " + table)  # noqa: S608 - constant table names
-        tx.execute("UPDATE projection_tracking SET position = 0")
-    runtime.projector.catch_up()
+    """Replay the log from position zero into a new generation of every view, and serve it."""
+    before = runtime.views.generation
+    runtime.rebuilder().replay()
+    runtime.views.refresh()
+    assert runtime.views.generation != before

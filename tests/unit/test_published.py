@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from uuid import NAMESPACE_URL, uuid4, uuid5
 
 from governance.domain.actor import Actor
 from governance.domain.grant import Grant, InstalledBy, InstallRequest
 from governance.domain.request_case import AppRequestCase
 from governance.domain.site import Site, UserInstalls
-from governance.published import EVENT_TYPES, describe
+from governance.published import EVENT_TYPES, describe, event_id
 
 
 def every_kind_of_event() -> list[object]:
@@ -84,3 +85,10 @@ def test_request_outcomes_are_distinct_events_naming_who_decided_and_why() -> No
     assert outcomes["AppRequestApproved"].data["requesters"] == ["ann"]
     refused = next(d for d in described if d.type == "InstallBlocked")
     assert refused.data["refusal"] == "user_installs_blocked"
+
+
+def test_event_ids_are_name_based_uuids_of_the_stream_position() -> None:
+    for version in (0, 1, 2, 10**12):
+        originator = uuid4()
+        expected = uuid5(uuid5(NAMESPACE_URL, "urn:governance:event"), f"{originator}/{version}")
+        assert event_id(originator, version) == str(expected)

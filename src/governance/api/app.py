@@ -10,6 +10,7 @@ from governance.api.errors import install_error_handlers
 from governance.api.routes import (
     app_lists,
     app_requests,
+    audit,
     connected_apps,
     health,
     installs,
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(app_requests.router)
     app.include_router(webhooks.router)
     app.include_router(metrics.router)
+    app.include_router(audit.router)
     app.include_router(web.router)
     # The request id, the request metrics and the access log (see governance.observability).
     app.add_middleware(ObservedRequests, metrics=live.metrics)

@@ -46,3 +46,32 @@ ScopesQuery = Annotated[
     list[Annotated[str, StringConstraints(min_length=1, max_length=200)]],
     Query(max_length=100, description="A scope the app asks for; repeat for several"),
 ]
+
+
+def check_period(since: datetime | None, until: datetime | None) -> None:
+    """since/until filters: each with a zone, and until after since."""
+    for field, moment in (("since", since), ("until", until)):
+        if moment is not None and moment.tzinfo is None:
+            message = "give a time zone, e.g. 2026-01-31T12:00:00Z"
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"{field}: {message}",
+                details=[{"field": field, "message": message}],
+            )
+    if since is not None and until is not None and until <= since:
+        message = "must be later than since"
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"until: {message}",
+            details=[{"field": "until", "message": message}],
+        )
+
+
+Since = Annotated[
+    datetime | None, Query(description="ISO 8601 with a zone: only what happened at or after it")
+]
+Until = Annotated[
+    datetime | None, Query(description="ISO 8601 with a zone: only what happened before it")
+]

@@ -1,7 +1,7 @@
 """Request and response bodies, one schema per use. Unknown fields are refused."""
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -123,3 +123,41 @@ class HistoryPage(BaseModel):
     site_id: str
     events: list[HistoryEntryPublic]
     next_after: int | None
+
+
+class AuditEventPublic(BaseModel):
+    position: int
+    event_id: str
+    type: str
+    org_id: str
+    site_id: str
+    actor: str
+    on_behalf_of: str | None
+    request_id: str | None
+    reason: str | None
+    occurred_at: datetime
+    data: dict[str, Any]
+
+
+class AuditPage(BaseModel):
+    events: list[AuditEventPublic]
+    next_after: int | None
+
+
+class ChainHead(BaseModel):
+    position: int
+    hash: str
+
+
+class ChainProblem(BaseModel):
+    position: int
+    kind: Literal["edited", "deleted", "inserted", "reordered", "truncated", "rewritten"]
+    message: str
+
+
+class ChainVerification(BaseModel):
+    intact: bool
+    checked: int
+    head: ChainHead | None
+    problem: ChainProblem | None
+    scope: str

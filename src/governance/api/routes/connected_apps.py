@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, Response
 
 from governance.api.access import require_admin_or_auditor
 from governance.api.deps import CurrentActor, CurrentPrincipal, RuntimeDep, Views
-from governance.api.params import AppIdPath, AsOf, SiteId
+from governance.api.params import AppIdPath, AsOf, Since, SiteId, Until, check_period
 from governance.api.schemas import (
     ConnectedAppList,
     ConnectedAppPublic,
@@ -59,11 +59,15 @@ def site_history(
     views: Views,
     after: Annotated[int, Query(ge=0, description="Return entries after this position")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    since: Since = None,
+    until: Until = None,
 ) -> HistoryPage:
+    """The site's timeline in sentences, a page at a time: pass `next_after` back as `after`."""
+    check_period(since, until)
     with views.read() as tx:
         org_id = viewed_site_org(tx, site_id, principal)
         require_admin_or_auditor(principal, org_id, site_id)
-        entries = history_view.site_history(tx, site_id, after, limit)
+        entries = history_view.site_history(tx, site_id, after, limit, since, until)
     return HistoryPage(
         site_id=site_id,
         events=[HistoryEntryPublic.model_validate(e, from_attributes=True) for e in entries],

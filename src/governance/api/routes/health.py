@@ -25,4 +25,5 @@ def ready(runtime: RuntimeDep) -> JSONResponse:
         body = {"status": "unavailable", "reason": type(error).__name__}
         return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
     body.update(event_store="reachable", head_position=head, projection_lag=max(head - position, 0))
+    body["view_generation"] = runtime.views.generation
     return JSONResponse(body)

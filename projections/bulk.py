@@ -1,0 +1,245 @@
+"""Loading a new generation in bulk: tables first, rows by executemany or COPY, indexes last.
+
+A fold appends rows to the lists `rows()` hands out; `flush()` loads what they hold and empties
+them in place. Secondary indexes are built once the rows are in, which is much cheaper than
+maintaining them row by row.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from projections.base import Projection
+from projections.projector import TRACKING_TABLE
+
+_INDEX = re.compile(r"^\s*CREATE\s+(UNIQUE\s+)?INDEX\b", re.IGNORECASE)
+_TABLE = re.compile(r"^\s*CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)", re.IGNORECASE)
+_FLUSH_ROWS = 50_000
+
+
+def table_names(projection: Projection) -> list[str]:
+    return [m.group(1) for s in projection.tables if (m := _TABLE.match(s))]
+
+
+class BulkTarget(ABC):
+    """The tables of some projections in a generation that nobody reads yet."""
+
+    def __init__(self, projections: Sequence[Projection]) -> None:
+        statements = [s for p in projections for s in p.tables]
+        self._tables = [TRACKING_TABLE, *(s for s in statements if not _INDEX.match(s))]
+        self._indexes = [s for s in statements if _INDEX.match(s)]
+        self.table_names = [name for p in projections for name in table_names(p)]
+        self._buffers: dict[str, tuple[tuple[str, ...], list[tuple[Any, ...]]]] = {}
+
+    def rows(self, table: str, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+        """The list a fold appends `table`'s rows to (the same list on every call)."""
+        if table in self._buffers:
+            known, buffer = self._buffers[table]
+            if known != tuple(columns):
+                raise ValueError(f"{table}: rows with columns {columns}, earlier {known}")
+            return buffer
+        created: list[tuple[Any, ...]] = []
+        self._buffers[table] = (tuple(columns), created)
+        return created
+
+    def maybe_flush(self) -> None:
+        if sum(len(buffer) for _, buffer in self._buffers.values()) >= _FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        for table, (columns, buffer) in self._buffers.items():
+            if buffer:
+                self._load(table, columns, buffer)
+                buffer.clear()  # in place: folds hold this very list
+
+    def create_tables(self) -> None:
+        for statement in self._tables:
+            self._execute(statement)
+
+    def build_indexes(self, parallel: int = 1) -> None:
+        for statement in self._indexes:
+            self._execute(statement)
+
+    def track(self, positions: Mapping[str, int]) -> None:
+        for name, position in positions.items():
+            self._track(name, position)
+
+    def finish(self, positions: Mapping[str, int]) -> None:
+        """Load what is left, build the indexes, record the positions, commit it all."""
+        self.flush()
+        self.build_indexes()
+        self.track(positions)
+        self.commit()
+
+    @abstractmethod
+    def _execute(self, statement: str) -> None: ...
+
+    @abstractmethod
+    def _load(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None: ...
+
+    @abstractmethod
+    def _track(self, name: str, position: int) -> None: ...
+
+    @abstractmethod
+    def commit(self) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class SQLiteBulkTarget(BulkTarget):
+    """A `views-<N>.sqlite` file (or a worker's part of it), written with journaling off."""
+
+    def __init__(self, path: Path, projections: Sequence[Projection]) -> None:
+        super().__init__(projections)
+        self.path = path
+        self._conn = sqlite3.connect(path, isolation_level=None)
+        for pragma in (
+            "PRAGMA journal_mode=OFF",
+            "PRAGMA synchronous=OFF",
+            "PRAGMA locking_mode=EXCLUSIVE",
+            "PRAGMA cache_size=-262144",
+            "PRAGMA temp_store=MEMORY",
+        ):
+            self._conn.execute(pragma)
+        self._conn.execute("BEGIN")
+
+    def _execute(self, statement: str) -> None:
+        self._conn.execute(statement)
+
+    def _load(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+        marks = ", ".join("?" for _ in columns)
+        self._conn.executemany(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",  # noqa: S608 - names from the projections
+            rows,
+        )
+
+    def absorb(self, part: Path, tables: Sequence[str]) -> None:
+        """Copy a worker's tables into this file (inside SQLite, no rows through Python)."""
+        self._conn.execute("ATTACH DATABASE ? AS part", (str(part),))
+        for table in tables:
+            self._conn.execute(f"INSERT INTO main.{table} SELECT * FROM part.{table}")  # noqa: S608
+        self._conn.execute("COMMIT")  # DETACH is refused inside a transaction
+        self._conn.execute("DETACH DATABASE part")
+        self._conn.execute("BEGIN")
+
+    def _track(self, name: str, position: int) -> None:
+        self._conn.execute(
+            "INSERT INTO projection_tracking (name, position) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+            (name, position),
+        )
+
+    def commit(self) -> None:
+        self._conn.execute("COMMIT")
+        # Back to what the serving store expects, and on disk before anyone is pointed at it.
+        self._conn.execute("PRAGMA locking_mode=NORMAL")
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.close()
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class PostgresBulkTarget(BulkTarget):
+    """A generation's schema, loaded with COPY; nothing reads it before the switch."""
+
+    def __init__(self, url: str, schema: str, projections: Sequence[Projection]) -> None:
+        super().__init__(projections)
+        self._url, self._options = url, f"-c search_path={schema}"
+        self._conn = psycopg.connect(url, options=self._options, connect_timeout=5)
+        # A crash before the switch means a new replay anyway: no need to wait for the disk.
+        self._conn.execute("SET synchronous_commit = off")
+        self._conn.execute("SET maintenance_work_mem = '256MB'")
+        self._column_types: dict[str, dict[str, str]] = {}
+
+    def _execute(self, statement: str) -> None:
+        self._conn.execute(statement.encode())  # DDL from the projections' own modules
+
+    def _load(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+        copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+        types = self._types(table, columns)
+        with self._conn.cursor() as cur, cur.copy(copy) as loading:
+            # Binary rows need each column's type; they cost the client half of text rows.
+            loading.set_types(types)
+            for row in rows:
+                loading.write_row(row)
+
+    def _types(self, table: str, columns: Sequence[str]) -> list[str]:
+        if table not in self._column_types:
+            found = self._conn.execute(
+                "SELECT column_name, udt_name FROM information_schema.columns"
+                " WHERE table_schema = current_schema() AND table_name = %s",
+                (table,),
+            ).fetchall()
+            self._column_types[table] = {str(name): str(udt) for name, udt in found}
+        known = self._column_types[table]
+        return [known[column] for column in columns]
+
+    def build_indexes(self, parallel: int = 1) -> None:
+        """With `parallel` > 1, each index in its own session, that many at a time: the server
+        builds them side by side (what this session loaded is committed first)."""
+        if parallel <= 1:
+            super().build_indexes()
+        else:
+            self._conn.commit()
+            with ThreadPoolExecutor(max_workers=parallel) as pool:
+                list(pool.map(self._build_index, self._indexes))
+        for table in self.table_names:
+            self._conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+
+    def _build_index(self, statement: str) -> None:
+        with psycopg.connect(self._url, options=self._options, autocommit=True) as conn:
+            conn.execute("SET maintenance_work_mem = '256MB'")
+            conn.execute(statement.encode())
+
+    def _track(self, name: str, position: int) -> None:
+        self._conn.execute(
+            "INSERT INTO projection_tracking (name, position) VALUES (%s, %s)"
+            " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+            (name, position),
+        )
+
+    def commit(self) -> None:
+        self._conn.commit()
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """Where a generation is loaded, in a form that travels to a worker process."""
+
+    path: Path | None = None  # SQLite
+    url: str | None = None  # PostgreSQL
+    schema: str | None = None
+
+    def open(self, projections: Sequence[Projection], part: int | None = None) -> BulkTarget:
+        if self.path is not None:
+            return SQLiteBulkTarget(self.part(part) if part is not None else self.path, projections)
+        assert self.url is not None and self.schema is not None
+        return PostgresBulkTarget(self.url, self.schema, projections)
+
+    def part(self, number: int) -> Path:
+        """A worker's own file (SQLite allows one writer per file); merged by `absorb`."""
+        assert self.path is not None
+        return self.path.with_name(f"{self.path.stem}.part-{number}.sqlite")

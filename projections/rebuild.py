@@ -1,0 +1,413 @@
+"""Rebuilds every read model from position zero into a new generation, then switches to it.
+
+A replay reads the log in pages, decodes each event once and hands it to every projection's fold
+(`Projection.fold`): folds keep current state in memory and emit rows, which are loaded in bulk
+(projections/bulk.py). On a large log the folds are shared out between worker processes, each
+reading the log itself, so the machine's cores work side by side. Projections without a fold are
+then built by the ordinary batched projector, which also catches every projection up with the
+events written while the rebuild ran.
+
+Exactly once: the rows are loaded into a generation nobody reads yet, and its tracking positions
+are written after every row is in; a crash leaves a half-built generation that the next replay
+drops. From there the ordinary projector applies each event once per projection, as always.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import os
+import re
+import time
+import traceback
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
+
+from projections.base import Fold, Projection
+from projections.bulk import BulkTarget, SQLiteBulkTarget, TargetSpec, table_names
+from projections.compare import Check, compare, snapshot
+from projections.generations import Generations, PostgresGenerations, SQLiteGenerations
+from projections.projector import Projector
+from projections.store import ViewStore
+
+# Called with (position reached, head position) as the rebuild goes.
+Progress = Callable[[int, int], None]
+Log = tuple[ApplicationRecorder, Mapper[Any]]
+
+
+class LogSource(Protocol):
+    """Opens the event log in a worker process; it is pickled and sent there."""
+
+    def open(self) -> AbstractContextManager[Log]: ...
+
+
+def _quiet(_: int, __: int) -> None:
+    pass
+
+
+def has_fold(projection: Projection) -> bool:
+    return type(projection).fold is not Projection.fold
+
+
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Folds hold millions of objects that live to the end: scanning them again and again for
+    reference cycles made a 1M-event fold several times slower. Nothing they make is cyclic."""
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        if was_enabled:
+            gc.enable()
+
+
+@dataclass(frozen=True)
+class Share:
+    """Which sites' events a worker folds into the site-partitioned projections: `index` of
+    `count` (by a stable hash of the site id), and all events into the others it was given."""
+
+    index: int = 0
+    count: int = 1
+    partitioned: frozenset[str] = frozenset()
+
+    def takes(self, notification: Notification, decode: Callable[[Notification], Any]) -> bool:
+        # The site id is read from the stored JSON without decoding the event: a worker then
+        # decodes only its share. Anything unusual (escapes, no match, compressed or encrypted
+        # state) falls back to decoding, so every worker puts a site in the same share.
+        found = _SITE_ID.search(notification.state)
+        if found is not None:
+            return zlib.crc32(found.group(1)) % self.count == self.index
+        site_id = getattr(decode(notification), "site_id", None)
+        if not isinstance(site_id, str):
+            return self.index == 0
+        return zlib.crc32(site_id.encode()) % self.count == self.index
+
+
+_SITE_ID = re.compile(rb'"site_id":\s*"([^"\\]*)"')
+
+
+def fold_log(
+    log: Log,
+    folds: Mapping[str, Fold],
+    stops: Mapping[str, int],
+    target: BulkTarget,
+    page: int,
+    progress: Callable[[int], None],
+    share: Share | None = None,
+) -> int:
+    """Feed every event up to the highest stop to the folds; return the position reached."""
+    recorder, mapper = log
+    stop = max(stops.values(), default=0)
+    position = 0
+    decode = mapper.to_domain_event
+    share = share or Share()
+    mine = [(stops[n], f.apply) for n, f in folds.items() if n in share.partitioned]
+    every = [(stops[n], f.apply) for n, f in folds.items() if n not in share.partitioned]
+    with _no_cyclic_gc():
+        while (mine or every) and position < stop:
+            notifications = recorder.select_notifications(
+                start=position, limit=page, stop=stop, inclusive_of_start=False
+            )
+            if not notifications:
+                break
+            for notification in notifications:
+                at = notification.id
+                applies = [a for limit, a in every if at <= limit]
+                if mine and (share.count == 1 or share.takes(notification, decode)):
+                    applies += [a for limit, a in mine if at <= limit]
+                if applies:
+                    event = decode(notification)
+                    for apply in applies:
+                        apply(event, at)
+            position = notifications[-1].id
+            target.maybe_flush()
+            progress(position)
+        for fold in folds.values():
+            fold.finish()
+        target.flush()
+    return stop if position >= stop else position
+
+
+@dataclass
+class Rebuilder:
+    """Builds generations from the log: `replay` for real, `check` to compare with the live one."""
+
+    generations: Generations
+    recorder: ApplicationRecorder
+    mapper: Mapper[Any]
+    projections: Sequence[Projection]
+    batch_size: int = 1000
+    page: int = 5000
+    progress: Progress = field(default=_quiet)
+    # Worker processes for the folds (1: fold here); used from `parallel_from` events on.
+    workers: int = 1
+    source: LogSource | None = None
+    parallel_from: int = 100_000
+
+    def replay(self) -> int:
+        """Build the next generation, catch it up, switch to it; return its number."""
+        with self.generations.exclusive():
+            self.generations.drop_unused()
+            generation = self.generations.next_number()
+            self.generations.create(generation)
+            store = self.build(generation)
+            try:
+                projector = self._projector(store, self.projections)
+                self._catch_up(projector)
+                self.generations.switch(generation)
+                # Whatever was written between the last batch and the switch.
+                projector.catch_up()
+            finally:
+                store.close()
+        return generation
+
+    def check(self) -> Check:
+        """Rebuild into a scratch generation, up to where the live one is, and compare them."""
+        with self.generations.exclusive():
+            return _check(self)
+
+    def build(self, generation: int, limits: Mapping[str, int] | None = None) -> ViewStore:
+        """Fill `generation` from position zero up to the head (or to each projection's limit)."""
+        head = self.recorder.max_notification_id() or 0
+        stops = {p.name: (limits[p.name] if limits else head) for p in self.projections}
+        spec = _spec(self.generations, generation)
+        folding = [p for p in self.projections if has_fold(p)]
+        # Site-partitioned folds spread over any number of workers; others one per worker.
+        spread = any(p.partitioned for p in folding)
+        workers = self.workers if spread else min(self.workers, len(folding))
+        if workers > 1 and self.source is not None and head >= self.parallel_from:
+            self._fold_in_workers(spec, folding, stops, workers, self.source)
+        else:
+            self._fold_here(spec, folding, stops)
+        store = self.generations.open(generation)
+        for projection in self.projections:
+            if not has_fold(projection):
+                # Row by row, but reading only the events it handles.
+                projector = Projector(
+                    self.recorder,
+                    self.mapper,
+                    store,
+                    [projection],
+                    self.batch_size,
+                    topics=projection.topics(),
+                )
+                projector.catch_up(stop=stops[projection.name])
+        return store
+
+    def _fold_here(
+        self, spec: TargetSpec, folding: Sequence[Projection], stops: Mapping[str, int]
+    ) -> None:
+        target = spec.open(self.projections)
+        try:
+            target.create_tables()
+            folds = {p.name: fold for p in folding if (fold := p.fold(target)) is not None}
+            stop = max(stops.values(), default=0)
+            self.progress(0, stop)
+            reached = fold_log(
+                (self.recorder, self.mapper),
+                folds,
+                {name: stops[name] for name in folds},
+                target,
+                self.page,
+                lambda position: self.progress(position, stop),
+            )
+            target.finish(
+                {
+                    p.name: min(reached, stops[p.name]) if p.name in folds else 0
+                    for p in self.projections
+                }
+            )
+        finally:
+            target.close()
+
+    def _fold_in_workers(
+        self,
+        spec: TargetSpec,
+        folding: Sequence[Projection],
+        stops: Mapping[str, int],
+        workers: int,
+        source: LogSource,
+    ) -> None:
+        # Every table exists before the workers start. Site-partitioned folds are built by every
+        # worker, each for its share of the sites; the other folds go whole to one worker each.
+        # On SQLite worker 0 writes the generation's file and the others part files (one writer
+        # per file), copied in at the end; on PostgreSQL they all COPY into the schema.
+        creating = spec.open(self.projections)
+        try:
+            creating.create_tables()
+            creating.commit()
+        finally:
+            creating.close()
+        partitioned = [p for p in folding if p.partitioned]
+        groups = [
+            [*partitioned, *whole]
+            for whole in _share_out([p for p in folding if not p.partitioned], workers)
+        ]
+        try:
+            reached = _run_workers(source, spec, groups, stops, self.page, self.progress)
+            target = spec.open(self.projections)
+            try:
+                if isinstance(target, SQLiteBulkTarget):
+                    for number, group in enumerate(groups[1:], start=1):
+                        target.absorb(spec.part(number), [t for p in group for t in table_names(p)])
+                target.build_indexes(parallel=workers)
+                target.track({p.name: reached.get(p.name, 0) for p in self.projections})
+                target.commit()
+            finally:
+                target.close()
+        finally:
+            if spec.path is not None:
+                for number in range(1, len(groups)):
+                    _remove(spec.part(number))
+
+    def _projector(self, store: ViewStore, projections: Sequence[Projection]) -> Projector:
+        return Projector(self.recorder, self.mapper, store, projections, self.batch_size)
+
+    def _catch_up(self, projector: Projector) -> None:
+        while True:
+            head = self.recorder.max_notification_id() or 0
+            if not projector.run_batch():
+                return
+            self.progress(projector.position(), head)
+
+
+def _spec(generations: Generations, generation: int) -> TargetSpec:
+    if isinstance(generations, SQLiteGenerations):
+        return TargetSpec(path=generations.path(generation))
+    assert isinstance(generations, PostgresGenerations)
+    return TargetSpec(url=generations.url, schema=generations.schema_of(generation))
+
+
+def _remove(path: os.PathLike[str]) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with suppress(FileNotFoundError):
+            os.remove(f"{os.fspath(path)}{suffix}")
+
+
+def _share_out(folding: Sequence[Projection], workers: int) -> list[list[Projection]]:
+    """Heaviest folds first, each to the least loaded worker (one list per worker)."""
+    groups: list[list[Projection]] = [[] for _ in range(workers)]
+    loads = [0.0] * workers
+    for projection in sorted(folding, key=lambda p: -p.rebuild_weight):
+        lightest = loads.index(min(loads))
+        groups[lightest].append(projection)
+        loads[lightest] += projection.rebuild_weight
+    return groups
+
+
+@dataclass(frozen=True)
+class _Task:
+    source: LogSource
+    spec: TargetSpec
+    share: Share
+    projections: Sequence[Projection]
+    stops: Mapping[str, int]
+    page: int
+
+
+def _worker(task: _Task, positions: Any, errors: Any) -> None:
+    """One worker process: read the whole log, fold its share, load the rows."""
+    number = task.share.index
+    try:
+        part = number if task.spec.path is not None and number > 0 else None
+        target = task.spec.open(task.projections, part=part)
+        try:
+            if part is not None:
+                target.create_tables()
+            folds = {p.name: fold for p in task.projections if (fold := p.fold(target)) is not None}
+            with task.source.open() as log:
+
+                def progress(position: int) -> None:
+                    positions[number] = position
+
+                reached = fold_log(log, folds, task.stops, target, task.page, progress, task.share)
+            target.commit()
+            positions[number] = reached
+        finally:
+            target.close()
+    except BaseException:
+        errors.put(f"worker {number}: {traceback.format_exc()}")
+        raise
+
+
+def _run_workers(
+    source: LogSource,
+    spec: TargetSpec,
+    groups: Sequence[Sequence[Projection]],
+    stops: Mapping[str, int],
+    page: int,
+    progress: Progress,
+) -> dict[str, int]:
+    # Spawned, not forked: the parent holds connection pools and threads.
+    context = multiprocessing.get_context("spawn")
+    positions = context.Array("q", len(groups))
+    errors = context.Queue()
+    processes = []
+    for number, group in enumerate(groups):
+        partitioned = frozenset(p.name for p in group if p.partitioned)
+        share = Share(number, len(groups), partitioned)
+        task = _Task(source, spec, share, group, {p.name: stops[p.name] for p in group}, page)
+        process = context.Process(target=_worker, args=(task, positions, errors), daemon=True)
+        process.start()
+        processes.append(process)
+    stop = max(stops.values(), default=0)
+    try:
+        while any(p.is_alive() for p in processes):
+            progress(min(positions[:]), stop)
+            time.sleep(0.2)
+    finally:
+        for process in processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.terminate()
+    failed = [p for p in processes if p.exitcode != 0]
+    if failed:
+        message = errors.get(timeout=1) if not errors.empty() else "a worker died"
+        raise RuntimeError(f"the rebuild failed in a worker process:\n{message}")
+    progress(min(positions[:]), stop)
+    reached: dict[str, int] = {}
+    for number, group in enumerate(groups):
+        for p in group:
+            at = min(positions[number], stops[p.name])
+            reached[p.name] = min(reached.get(p.name, at), at)
+    return reached
+
+
+def _check(rebuilder: Rebuilder) -> Check:
+    generations = rebuilder.generations
+    live = generations.live()
+    if live is None:
+        raise RuntimeError("there is no live generation to check: run `governance migrate`")
+    scratch = generations.next_number()
+    generations.create(scratch)
+    try:
+        current = snapshot(generations, live)
+        try:
+            positions = current.positions()
+            names = [p.name for p in rebuilder.projections]
+            notes = [
+                f"{name}: not built in the live generation yet"
+                for name in names
+                if name not in positions
+            ]
+            limits = {name: positions.get(name, 0) for name in names}
+            rebuilder.build(scratch, limits).close()
+            rebuilt = snapshot(generations, scratch)
+            try:
+                differences, more = compare(current, rebuilt)
+            finally:
+                rebuilt.close()
+        finally:
+            current.close()
+    finally:
+        generations.drop(scratch)
+    return Check(live, limits, differences, [*notes, *more])
