@@ -8,21 +8,15 @@ from consumers.kafka_source import KafkaSource, open_consumer
 from consumers.wiring import build
 from governance.auth import TokenCodec
 from governance.config import Settings
-from projections.store import PostgresViewStore, SQLiteViewStore, ViewStore
-
-
-def open_views(settings: Settings) -> ViewStore:
-    """The consumers' tables live beside the read models (the API writes webhook endpoints)."""
-    if settings.database_url is None:
-        return SQLiteViewStore(settings.data_dir / "views.sqlite")
-    return PostgresViewStore(settings.database_url, settings.database_schema, pool_size=4)
+from governance.state import open_state_store
 
 
 class ConsumerProcess:
     def __init__(self, name: str, settings: Settings) -> None:
         if settings.kafka_bootstrap_servers is None:
             raise RuntimeError("consumers read Kafka: set KAFKA_BOOTSTRAP_SERVERS")
-        self.views = open_views(settings)
+        # The consumers' tables (and the endpoints the API writes) beside the events.
+        self.views = open_state_store(settings)
         self.consumer = build(
             name, settings, self.views, TokenCodec(settings.resolved_jwt_secret())
         )

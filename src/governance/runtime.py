@@ -22,6 +22,7 @@ from governance.expiry import expire_stale_requests, sweep_periodically
 from governance.observability.process import process_metrics
 from governance.relay.embedded import EmbeddedDispatcher
 from governance.relay.positions import open_positions
+from governance.state import open_state_store
 from projections.app_lists import AppListsProjection
 from projections.app_requests import AppRequestsProjection
 from projections.audit_log import AuditLogProjection
@@ -70,10 +71,11 @@ class Runtime:
             all_projections(),
             batch_size=settings.projector_batch_size,
         )
+        self.state = open_state_store(settings)
         if create:
             self.projector.create_tables()
-            consumers.create_tables(self.views)
-            EmbeddedDispatcher.create_table(self.views)
+            consumers.create_tables(self.state)
+            EmbeddedDispatcher.create_table(self.state)
         self.tokens = TokenCodec(settings.resolved_jwt_secret())
         self.metrics = process_metrics(self.application, self.projector)
         self._stop = threading.Event()
@@ -130,11 +132,11 @@ class Runtime:
         if self.settings.kafka_bootstrap_servers is not None or not self.settings.run_reactions:
             return
         for name in consumers.NAMES:
-            consumer = consumers.build(name, self.settings, self.views, self.tokens)
+            consumer = consumers.build(name, self.settings, self.state, self.tokens)
             dispatcher = EmbeddedDispatcher(
                 self.application.recorder,
                 self.application.mapper,
-                self.views,
+                self.state,
                 consumer.processor,
                 source=self.settings.cloudevents_source,
                 batch_size=self.settings.relay_batch_size,
@@ -156,6 +158,7 @@ class Runtime:
         for thread in self._threads:
             thread.join(timeout=10)
         self.views.close()
+        self.state.close()
         self.application.close()
 
     def _spawn(self, target: object, *args: object) -> None:

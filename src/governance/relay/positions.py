@@ -6,11 +6,9 @@ that dies resumes at the first event not known to be delivered (at-least-once).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from governance.config import Settings
-from governance.eventstore import event_store_env
-from projections.store import PostgresViewStore, SQLiteViewStore, ViewStore
+from governance.state import open_state_store
+from projections.store import ViewStore
 
 TABLE = """CREATE TABLE IF NOT EXISTS relay_positions (
     name TEXT PRIMARY KEY,
@@ -50,9 +48,4 @@ class PositionStore:
 
 def open_positions(settings: Settings) -> PositionStore:
     """The relay's positions beside the events: the SQLite event file, or the PostgreSQL schema."""
-    if settings.database_url is None:
-        path = Path(event_store_env(settings, create_table=False)["SQLITE_DBNAME"])
-        store: ViewStore = SQLiteViewStore(path)
-    else:
-        store = PostgresViewStore(settings.database_url, settings.database_schema, pool_size=2)
-    return PositionStore(store, settings.events_topic)
+    return PositionStore(open_state_store(settings, pool_size=2), settings.events_topic)

@@ -45,7 +45,7 @@ def create_webhook(
     _org_admin(principal, org_id)
     # It receives the events recorded from now on, not the history before it existed.
     after = runtime.application.head_position()
-    with runtime.views.transaction() as tx:
+    with runtime.state.transaction() as tx:
         endpoint = store.add_endpoint(
             tx,
             org_id=org_id,
@@ -64,7 +64,7 @@ def create_webhook(
 @router.get("", response_model=WebhookList)
 def list_webhooks(org_id: OrgId, principal: CurrentPrincipal, runtime: RuntimeDep) -> WebhookList:
     _org_admin(principal, org_id)
-    with runtime.views.read() as tx:
+    with runtime.state.read() as tx:
         endpoints = store.list_endpoints(tx, org_id)
     return WebhookList(webhooks=[_public(e) for e in endpoints])
 
@@ -74,7 +74,7 @@ def get_webhook(
     org_id: OrgId, webhook_id: WebhookId, principal: CurrentPrincipal, runtime: RuntimeDep
 ) -> WebhookPublic:
     _org_admin(principal, org_id)
-    with runtime.views.read() as tx:
+    with runtime.state.read() as tx:
         endpoint = store.get_endpoint(tx, org_id, webhook_id)
     if endpoint is None:
         raise not_found("webhook")
@@ -86,7 +86,7 @@ def delete_webhook(
     org_id: OrgId, webhook_id: WebhookId, principal: CurrentPrincipal, runtime: RuntimeDep
 ) -> Response:
     _org_admin(principal, org_id)
-    with runtime.views.transaction() as tx:
+    with runtime.state.transaction() as tx:
         deleted = store.delete_endpoint(tx, org_id, webhook_id)
     if not deleted:
         raise not_found("webhook")
@@ -103,7 +103,7 @@ def list_dead_letters(
 ) -> DeadLetterList:
     """Deliveries that failed their last attempt, oldest event first, with the event they held."""
     _org_admin(principal, org_id)
-    with runtime.views.read() as tx:
+    with runtime.state.read() as tx:
         if store.get_endpoint(tx, org_id, webhook_id) is None:
             raise not_found("webhook")
         letters = store.dead_letters(tx, webhook_id, limit)
