@@ -79,6 +79,7 @@ class Page:
 
     def open(self, path: str) -> None:
         self.driver.get(self.service.url + path)
+        self.loaded()
 
     def sign_in(self, sub: str, role: str, *sites: str, then: str) -> None:
         """Open `then` signed out, sign in on the form it sends us to, and land on `then`."""
@@ -90,11 +91,19 @@ class Page:
         self.click(self.button("Sign in"))
         assert self.driver.current_url == self.service.url + then
 
+    def loaded(self) -> None:
+        """Wait until the current page has finished loading (elements found before may go stale)."""
+        WebDriverWait(self.driver, 15).until(
+            lambda d: d.execute_script("return document.readyState") == "complete"
+        )
+
     def button(self, label: str) -> WebElement:
+        self.loaded()
         return self.driver.find_element(By.XPATH, f"//button[normalize-space()='{label}']")
 
     def link(self, name: str) -> WebElement:
         """The link whose text, visually hidden parts included (its accessible name), is `name`."""
+        self.loaded()
         return self.driver.find_element(By.XPATH, f"//a[normalize-space()='{name}']")
 
     def click(self, control: WebElement, *keys: str) -> None:
