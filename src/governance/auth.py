@@ -1,11 +1,19 @@
-"""Bearer tokens (HS256 JWTs) and what their claims allow."""
+"""Bearer tokens and what their claims allow.
+
+Two kinds of token are accepted: HS256 tokens this service issues itself (`governance token`,
+the embedded default) and RS256/ES256 tokens from an identity provider, verified against its
+JWKS (a URL or a file) with a configured issuer and audience.
+"""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
 
 import jwt
 
@@ -19,6 +27,10 @@ class Role(StrEnum):
 
 class InvalidToken(Exception):
     """The token is missing, malformed, expired, wrongly signed or lacks a required claim."""
+
+
+class KeysUnavailable(Exception):
+    """The identity provider's keys cannot be fetched now: not the caller's fault (503)."""
 
 
 @dataclass(frozen=True)
@@ -48,12 +60,68 @@ class Principal:
 
 _REQUIRED = ["sub", "org", "roles", "exp", "iat"]
 _ALGORITHM = "HS256"
+# Asymmetric algorithms only: an HS256 token is never checked with a public key as its secret.
+_IDP_ALGORITHMS = ["RS256", "ES256"]
+_IDP_REQUIRED = [*_REQUIRED, "iss", "aud"]
+
+
+class KeySource(Protocol):
+    """Finds the public key that signed a token, by the token's `kid`."""
+
+    def key_for(self, token: str, kid: str | None) -> Any: ...
+
+
+class JwksFile:
+    """A JWKS document on disk, read once."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self._keys = jwt.PyJWKSet.from_json(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, jwt.PyJWTError) as error:
+            raise ValueError(f"cannot use the JWKS file {path.name}: {error}") from None
+
+    def key_for(self, token: str, kid: str | None) -> Any:
+        keys = self._keys.keys
+        if kid is None and len(keys) == 1:
+            return keys[0].key
+        for key in keys:
+            if key.key_id == kid:
+                return key.key
+        raise InvalidToken("no signing key of the identity provider matches the token's kid")
+
+
+class JwksUrl:
+    """The identity provider's JWKS endpoint, cached; refetched when an unknown `kid` appears."""
+
+    def __init__(self, url: str, timeout: float = 5.0) -> None:
+        self._client = jwt.PyJWKClient(url, cache_keys=True, lifespan=300, timeout=timeout)
+
+    def key_for(self, token: str, kid: str | None) -> Any:
+        try:
+            return self._client.get_signing_key_from_jwt(token).key
+        except jwt.PyJWKClientConnectionError:
+            raise KeysUnavailable("the identity provider's keys cannot be fetched") from None
+        except jwt.PyJWTError as error:
+            raise InvalidToken(str(error)) from None
+
+
+@dataclass(frozen=True)
+class IdentityProvider:
+    keys: KeySource
+    issuer: str
+    audience: str
 
 
 class TokenCodec:
-    def __init__(self, secret: str, leeway_seconds: int = 30) -> None:
+    def __init__(
+        self,
+        secret: str,
+        leeway_seconds: int = 30,
+        identity_provider: IdentityProvider | None = None,
+    ) -> None:
         self._secret = secret
         self._leeway = leeway_seconds
+        self._idp = identity_provider
 
     def issue(
         self,
@@ -79,16 +147,37 @@ class TokenCodec:
         return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
 
     def verify(self, token: str) -> Principal:
+        """The caller the token names, or InvalidToken (also for `alg: none` and unknown keys)."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as error:
+            raise InvalidToken(str(error)) from None
+        algorithm = header.get("alg")
+        if algorithm == _ALGORITHM:
+            return self._decode(token, self._secret, [_ALGORITHM], _REQUIRED)
+        if self._idp is None or algorithm not in _IDP_ALGORITHMS:
+            raise InvalidToken(f"tokens signed with {str(algorithm)[:20]!r} are not accepted")
+        kid = header.get("kid")
+        key = self._idp.keys.key_for(token, kid if isinstance(kid, str) else None)
+        return self._decode(token, key, [algorithm], _IDP_REQUIRED)
+
+    def _decode(
+        self, token: str, key: Any, algorithms: list[str], required: list[str]
+    ) -> Principal:
+        idp = self._idp if required is _IDP_REQUIRED else None
         try:
             claims = jwt.decode(
                 token,
-                self._secret,
-                algorithms=[_ALGORITHM],
-                options={"require": _REQUIRED},
+                key,
+                algorithms=algorithms,
+                options={"require": required},
                 leeway=self._leeway,
+                issuer=idp.issuer if idp else None,
+                audience=idp.audience if idp else None,
             )
         except jwt.PyJWTError as error:
             raise InvalidToken(str(error)) from None
+        # PyJWT checked the signature, exp, nbf and iat (none in the future), iss and aud.
         return _principal(claims)
 
 

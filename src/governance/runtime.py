@@ -15,7 +15,7 @@ from eventsourcing.persistence import ApplicationRecorder, Mapper
 from consumers import wiring as consumers
 from governance.application import GovernanceApplication
 from governance.audit.verify import chain_store
-from governance.auth import TokenCodec
+from governance.auth import IdentityProvider, JwksFile, JwksUrl, KeySource, TokenCodec
 from governance.config import Settings
 from governance.eventstore import EVENTS_TABLE, event_store_env, sqlite_events_path
 from governance.expiry import expire_stale_requests, sweep_periodically
@@ -74,7 +74,7 @@ class Runtime:
             self.projector.create_tables()
             consumers.create_tables(self.views)
             EmbeddedDispatcher.create_table(self.views)
-        self.tokens = TokenCodec(settings.resolved_jwt_secret())
+        self.tokens = token_codec(settings)
         self.metrics = process_metrics(self.application, self.projector)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -178,6 +178,22 @@ class LogFromSettings:
             yield application.recorder, application.mapper
         finally:
             application.close()
+
+
+def token_codec(settings: Settings) -> TokenCodec:
+    """Our own HS256 tokens, and the identity provider's when a JWKS is configured."""
+    secret, leeway = settings.resolved_jwt_secret(), settings.jwt_leeway_seconds
+    keys: KeySource
+    if settings.jwks_url is not None:
+        keys = JwksUrl(settings.jwks_url)
+    elif settings.jwks_file is not None:
+        keys = JwksFile(settings.jwks_file)
+    else:
+        return TokenCodec(secret, leeway)
+    assert settings.jwt_issuer and settings.jwt_audience  # the settings require both
+    return TokenCodec(
+        secret, leeway, IdentityProvider(keys, settings.jwt_issuer, settings.jwt_audience)
+    )
 
 
 def migrate(settings: Settings) -> int:

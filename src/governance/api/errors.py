@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from governance.auth import InvalidToken
+from governance.auth import InvalidToken, KeysUnavailable
 from governance.domain.errors import (
     AppIsBlocked,
     AppNotConnected,
@@ -139,10 +139,20 @@ async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _keys_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    return _respond(
+        503,
+        "identity_provider_unavailable",
+        "the identity provider's signing keys cannot be fetched right now; retry shortly",
+        {"Retry-After": "5"},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(InvalidToken, _invalid_token)
+    app.add_exception_handler(KeysUnavailable, _keys_unavailable)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(IntegrityError, _conflict)
