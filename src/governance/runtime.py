@@ -20,6 +20,7 @@ from governance.config import Settings
 from governance.eventstore import EVENTS_TABLE, event_store_env, sqlite_events_path
 from governance.expiry import expire_stale_requests, sweep_periodically
 from governance.observability.process import process_metrics
+from governance.outage import Breaker, guard_event_store, postgres_probe
 from governance.relay.embedded import EmbeddedDispatcher
 from governance.relay.positions import open_positions
 from projections.app_lists import AppListsProjection
@@ -60,7 +61,10 @@ class Runtime:
         # only `governance migrate` does, because processes starting together race on DDL.
         create = (not settings.uses_postgres) if create_tables is None else create_tables
         self.application = GovernanceApplication(env=event_store_env(settings, create_table=create))
-        self.views = GenerationalViewStore(view_generations(settings))
+        self.breaker = database_breaker(settings)
+        if self.breaker is not None:
+            guard_event_store(self.application.recorder, self.breaker)
+        self.views = GenerationalViewStore(view_generations(settings, self.breaker))
         if create:
             self.views.generations.ensure_live()
         self.projector = Projector(
@@ -225,10 +229,25 @@ def _create_schema(settings: Settings) -> None:
         )
 
 
-def view_generations(settings: Settings) -> Generations:
+def database_breaker(settings: Settings) -> Breaker | None:
+    """The breaker for the configured PostgreSQL server (None on the embedded default)."""
+    if settings.database_url is None:
+        return None
+    pg = settings.postgres
+    return Breaker(
+        postgres_probe(settings.database_url),
+        retry_after=settings.database_retry_after_seconds,
+        name=f"PostgreSQL at {pg.host}:{pg.port}/{pg.dbname}",
+    )
+
+
+def view_generations(settings: Settings, breaker: Breaker | None = None) -> Generations:
     """Where the read models' generations live: beside the event store, in its database."""
     if settings.database_url is None:
         return SQLiteGenerations(settings.data_dir, sqlite_events_path(settings))
     return PostgresGenerations(
-        settings.database_url, settings.database_schema, settings.database_pool_size
+        settings.database_url,
+        settings.database_schema,
+        settings.database_pool_size,
+        breaker=breaker,
     )

@@ -27,6 +27,7 @@ from governance.domain.errors import (
     SiteNotFound,
     StalePolicyVersion,
 )
+from governance.outage import DatabaseUnavailable
 
 
 class ApiError(Exception):
@@ -131,11 +132,13 @@ async def _conflict(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+    # Never the driver's message: it may name hosts and users; the log has the detail.
+    retry_after = exc.retry_after if isinstance(exc, DatabaseUnavailable) else 1
     return _respond(
         503,
         "unavailable",
-        "the event store is not reachable right now; retry shortly",
-        {"Retry-After": "1"},
+        "the database is not reachable right now; retry shortly",
+        {"Retry-After": str(int(retry_after))},
     )
 
 
@@ -157,6 +160,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(IntegrityError, _conflict)
     for outage in (
+        DatabaseUnavailable,
         OperationalError,
         InterfaceError,
         psycopg.OperationalError,
