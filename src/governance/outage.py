@@ -164,7 +164,7 @@ def guard_event_store(recorder: object, breaker: Breaker, reconnect_timeout: flo
     datastore.get_connection = get_connection  # type: ignore[method-assign]
 
 
-_PAUSING_ERRORS: tuple[type[Exception], ...] = (DatabaseUnavailable, *CONNECTION_ERRORS)
+OUTAGE_ERRORS: tuple[type[Exception], ...] = (DatabaseUnavailable, *CONNECTION_ERRORS)
 
 
 def wait_for_database(
@@ -179,7 +179,7 @@ def wait_for_database(
     while not stop.is_set():
         try:
             return work()
-        except _PAUSING_ERRORS as error:
+        except OUTAGE_ERRORS as error:
             log.warning("%s paused, the database is away: %s", what, error)
             stop.wait(wait)
             wait = min(wait * 2, longest_wait)

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper
@@ -19,6 +19,7 @@ from governance.auth import IdentityProvider, JwksFile, JwksUrl, KeySource, Toke
 from governance.config import Settings
 from governance.eventstore import EVENTS_TABLE, event_store_env, sqlite_events_path
 from governance.expiry import expire_stale_requests, sweep_periodically
+from governance.idempotency import IdempotencyStore
 from governance.observability.process import process_metrics
 from governance.outage import Breaker, guard_event_store, postgres_probe
 from governance.relay.embedded import EmbeddedDispatcher
@@ -74,10 +75,14 @@ class Runtime:
             all_projections(),
             batch_size=settings.projector_batch_size,
         )
+        self.idempotency = IdempotencyStore(
+            self.views, timedelta(hours=settings.idempotency_ttl_hours)
+        )
         if create:
             self.projector.create_tables()
             consumers.create_tables(self.views)
             EmbeddedDispatcher.create_table(self.views)
+            self.idempotency.create_table()
         self.tokens = token_codec(settings)
         self.metrics = process_metrics(self.application, self.projector)
         self._stop = threading.Event()
