@@ -181,10 +181,27 @@ class TokenCodec:
         return _principal(claims)
 
 
+_MAX_ID = 255
+_MAX_SITES = 1000
+
+
+def _plain_id(value: object) -> bool:
+    """Account and org ids end up in events, views and logs: short, without control characters."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= _MAX_ID
+        and not any(ch < " " or ch == "\x7f" for ch in value)
+    )
+
+
 def _principal(claims: dict[str, object]) -> Principal:
     sub, org, roles, sites = (claims.get(k) for k in ("sub", "org", "roles", "sites"))
-    if not isinstance(sub, str) or not sub or not isinstance(org, str) or not org:
-        raise InvalidToken("claims 'sub' and 'org' must be non-empty strings")
+    if not _plain_id(sub) or not _plain_id(org):
+        raise InvalidToken(
+            f"claims 'sub' and 'org' must be strings of 1 to {_MAX_ID} characters"
+            " without control characters"
+        )
+    assert isinstance(sub, str) and isinstance(org, str)
     if not isinstance(roles, list) or not roles:
         raise InvalidToken("claim 'roles' must be a non-empty list")
     try:
@@ -193,9 +210,17 @@ def _principal(claims: dict[str, object]) -> Principal:
         allowed = ", ".join(r.value for r in Role)
         raise InvalidToken(f"claim 'roles' may hold only: {allowed}") from None
     sites = [] if sites is None else sites
-    if not isinstance(sites, list) or not all(isinstance(s, str) for s in sites):
-        raise InvalidToken("claim 'sites' must be a list of site ids")
+    if (
+        not isinstance(sites, list)
+        or len(sites) > _MAX_SITES
+        or not all(_plain_id(s) for s in sites)
+    ):
+        raise InvalidToken(f"claim 'sites' must be a list of at most {_MAX_SITES} site ids")
     on_behalf_of = claims.get("on_behalf_of")
-    if on_behalf_of is not None and (not isinstance(on_behalf_of, str) or not on_behalf_of):
-        raise InvalidToken("claim 'on_behalf_of' must be a non-empty string")
+    if on_behalf_of is not None and not _plain_id(on_behalf_of):
+        raise InvalidToken(
+            f"claim 'on_behalf_of' must be a string of 1 to {_MAX_ID} characters"
+            " without control characters"
+        )
+    assert on_behalf_of is None or isinstance(on_behalf_of, str)
     return Principal(sub, org, parsed_roles, frozenset(sites), on_behalf_of)

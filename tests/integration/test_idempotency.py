@@ -116,7 +116,7 @@ def test_malformed_keys_are_422(client: TestClient, admin: dict[str, str], key: 
     assert "Idempotency-Key" in response.json()["error"]["message"]
 
 
-def test_answers_that_say_try_again_are_not_kept(client: TestClient, admin: dict[str, str]) -> None:
+def test_definite_refusals_are_kept_too(client: TestClient, admin: dict[str, str]) -> None:
     keyed = admin | {"Idempotency-Key": "stale"}
     stale = client.put(
         "/v1/sites/s1/policy/user-installs",

@@ -171,6 +171,8 @@ def test_our_own_hs256_tokens_still_work_beside_the_idp(idp_codec: TokenCodec) -
         ("no_expiry", "exp"),
         ("no_subject", "sub"),
         ("no_roles", "roles"),
+        ("control_characters_in_sub", "sub"),
+        ("huge_org", "org"),
         ("wrong_key", "signature"),
         ("unknown_kid", "signing key"),
         ("alg_none", "none"),
@@ -193,6 +195,8 @@ def test_bad_tokens_are_refused(
         "no_expiry": lambda: rs256(keys, claims(exp=None)),
         "no_subject": lambda: rs256(keys, claims(sub=None)),
         "no_roles": lambda: rs256(keys, claims(roles=None)),
+        "control_characters_in_sub": lambda: rs256(keys, claims(sub="ann\x00")),
+        "huge_org": lambda: es256(keys, claims(org="o" * 256)),
         "wrong_key": lambda: jwt.encode(
             claims(), keys.stranger, algorithm="RS256", headers={"kid": "rsa-1"}
         ),

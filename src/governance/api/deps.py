@@ -6,6 +6,7 @@ from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from governance.api.errors import ApiError
+from governance.api.params import MAX_POSITION
 from governance.application import GovernanceApplication
 from governance.auth import InvalidToken, Principal
 from governance.domain.actor import Actor
@@ -61,7 +62,11 @@ def caught_up_views(
     runtime: RuntimeDep,
     min_position: Annotated[
         int | None,
-        Query(ge=0, description="Wait until the read models include this log position."),
+        Query(
+            ge=0,
+            le=MAX_POSITION,
+            description="Wait until the read models include this log position.",
+        ),
     ] = None,
 ) -> ViewStore:
     """The read models, once they include `min_position` (read-your-writes after a command)."""

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from governance.api.schemas import TEXT_PATTERN
 from governance.auth import InvalidToken, KeysUnavailable
 from governance.domain.errors import (
     AppIsBlocked,
@@ -118,6 +119,8 @@ def _describe(error: Any) -> dict[str, str]:
         return {"field": "body", "message": "the body is not valid JSON"}
     if error.get("type") == "extra_forbidden":
         return {"field": field, "message": f"{field}: unknown field, remove it"}
+    if error.get("ctx", {}).get("pattern") == TEXT_PATTERN:
+        return {"field": field, "message": f"{field}: control characters are not allowed"}
     return {"field": field, "message": f"{field}: {error.get('msg', 'invalid value')}"}
 
 
