@@ -1,0 +1,123 @@
+"""Who may call each endpoint: the one source of docs/authorization.md and of its test.
+
+Add an endpoint by adding one `Rule` line to MATRIX. The test fails for any route of the app that
+has no rule (and for any rule whose route is gone), then checks every cell against the running
+API. Regenerate the document with:
+
+    python -m tests.integration.authorization_matrix > docs/authorization.md
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# The callers every cell is tried with. All of them belong to org "acme" except other_org_admin
+# (org "globex"); the site under test is "s1", the other site "s2".
+PERSONAS: dict[str, str] = {
+    "anonymous": "no token",
+    "site_user": "user of the site",
+    "other_site_user": "user of another site",
+    "site_admin": "site-admin of the site",
+    "other_site_admin": "site-admin of another site",
+    "org_admin": "org-admin",
+    "other_org_admin": "org-admin of another org",
+    "auditor": "auditor of the org",
+}
+
+EVERYONE = frozenset(PERSONAS)
+ADMINS = frozenset({"site_admin", "org_admin"})
+ADMINS_AND_AUDITOR = ADMINS | {"auditor"}
+SITE_MEMBERS = ADMINS | {"site_user"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One endpoint: who may call it. Everyone else is refused (see `expected_status`)."""
+
+    method: str
+    path: str  # the route's template, e.g. /v1/sites/{site_id}/policy
+    allowed: frozenset[str]
+    query: str = ""  # query string needed for a valid call, e.g. "app_id=x"
+    body: dict[str, Any] | None = None
+    # Made before each call: "grant" (the caller installs {app_id}) or "connected" (an org-admin
+    # installs {app_id}), so that an allowed caller meets a state where the call succeeds.
+    setup: str | None = None
+    note: str = ""
+
+
+MATRIX: tuple[Rule, ...] = (
+    Rule("GET", "/health", EVERYONE, note="liveness"),
+    Rule("GET", "/ready", EVERYONE, note="readiness; 503 while the database is away"),
+    Rule("GET", "/openapi.json", EVERYONE),
+    Rule("GET", "/docs", EVERYONE),
+    Rule("GET", "/docs/oauth2-redirect", EVERYONE),
+    Rule("GET", "/redoc", EVERYONE),
+    Rule(
+        "PUT",
+        "/v1/orgs/{org_id}/sites/{site_id}",
+        frozenset({"org_admin"}),
+        body={"name": "Site One"},
+    ),
+    Rule(
+        "GET",
+        "/v1/orgs/{org_id}/sites",
+        frozenset({"site_admin", "other_site_admin", "org_admin", "auditor"}),
+        note="site-admins see only their sites",
+    ),
+    Rule("GET", "/v1/sites/{site_id}/policy", ADMINS_AND_AUDITOR),
+    Rule("PUT", "/v1/sites/{site_id}/policy/user-installs", ADMINS, body={"state": "allowed"}),
+    Rule(
+        "POST",
+        "/v1/sites/{site_id}/installations",
+        SITE_MEMBERS,
+        body={"app_id": "{app_id}", "app_name": "App", "scopes": ["read"]},
+        note="admins install as admins",
+    ),
+    Rule("DELETE", "/v1/sites/{site_id}/installations/{app_id}", SITE_MEMBERS, setup="grant"),
+    Rule("GET", "/v1/sites/{site_id}/consent", SITE_MEMBERS, query="app_id=x"),
+    Rule("GET", "/v1/sites/{site_id}/connected-apps", ADMINS_AND_AUDITOR),
+    Rule("DELETE", "/v1/sites/{site_id}/connected-apps/{app_id}", ADMINS, setup="connected"),
+    Rule("GET", "/v1/sites/{site_id}/history", ADMINS_AND_AUDITOR),
+)
+
+
+def expected_status(rule: Rule, persona: str) -> str:
+    """'2xx' when allowed; else 401 without a token, 404 across orgs (no tenant learns of
+    another's sites), 403 inside the org."""
+    if persona in rule.allowed:
+        return "2xx"
+    if persona == "anonymous":
+        return "401"
+    if persona == "other_org_admin":
+        return "404"
+    return "403"
+
+
+def render() -> str:
+    """docs/authorization.md."""
+    names = list(PERSONAS)
+    lines = [
+        "# Authorization matrix",
+        "",
+        "Generated from `tests/integration/authorization_matrix.py`, which the test suite checks",
+        "against the running API on both backends. Do not edit by hand: add a `Rule` there and run",
+        "`python -m tests.integration.authorization_matrix > docs/authorization.md`.",
+        "",
+        "✓ = allowed (2xx). Refusals: **401** without a valid token, **404** for callers of"
+        " another organization (the site or org is not revealed), **403** for callers of the"
+        " same organization without the role.",
+        "",
+        "Columns: " + "; ".join(f"`{n}` = {PERSONAS[n]}" for n in names) + ".",
+        "",
+        "| endpoint | " + " | ".join(f"`{n}`" for n in names) + " | note |",
+        "|---|" + "---|" * len(names) + "---|",
+    ]
+    for rule in MATRIX:
+        cells = [expected_status(rule, n).replace("2xx", "✓") for n in names]
+        lines.append(f"| `{rule.method} {rule.path}` | " + " | ".join(cells) + f" | {rule.note} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(render(), end="")

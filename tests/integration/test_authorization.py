@@ -1,0 +1,130 @@
+"""Every cell of the authorization matrix, against the running API on both backends."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import jwt
+from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
+from fastapi.testclient import TestClient
+
+from governance.auth import Role, TokenCodec
+from tests.conftest import Tokens
+from tests.integration.authorization_matrix import MATRIX, PERSONAS, Rule, expected_status, render
+
+DOC = Path(__file__).parents[2] / "docs" / "authorization.md"
+
+
+def routes(app: FastAPI) -> Iterator[tuple[str, str]]:
+    for context in iter_route_contexts(app.routes):
+        methods = getattr(context, "methods", None) or {"ANY"}
+        for method in sorted(set(methods) - {"HEAD"}):
+            yield method, str(context.path)
+
+
+def personas(tokens: Tokens) -> dict[str, dict[str, str]]:
+    return {
+        "anonymous": {},
+        "site_user": tokens.header("uma", Role.USER, sites=("s1",)),
+        "other_site_user": tokens.header("otto", Role.USER, sites=("s2",)),
+        "site_admin": tokens.header("sam", Role.SITE_ADMIN, sites=("s1",)),
+        "other_site_admin": tokens.header("sid", Role.SITE_ADMIN, sites=("s2",)),
+        "org_admin": tokens.header("olga", Role.ORG_ADMIN),
+        "other_org_admin": tokens.header("gus", Role.ORG_ADMIN, org="globex"),
+        "auditor": tokens.header("audrey", Role.AUDITOR),
+    }
+
+
+def test_every_route_has_a_row_and_every_row_a_route(client: TestClient) -> None:
+    assert isinstance(client.app, FastAPI)
+    served = set(routes(client.app))
+    ruled = {(rule.method, rule.path) for rule in MATRIX}
+    assert not served - ruled, f"routes without a row in authorization_matrix.py: {served - ruled}"
+    assert not ruled - served, f"rows for routes that do not exist: {ruled - served}"
+
+
+def test_the_document_is_generated_from_the_matrix() -> None:
+    assert DOC.read_text(encoding="utf-8") == render(), (
+        "docs/authorization.md is stale: run"
+        " `python -m tests.integration.authorization_matrix > docs/authorization.md`"
+    )
+
+
+def test_every_cell(client: TestClient, tokens: Tokens) -> None:
+    callers = personas(tokens)
+    assert set(callers) == set(PERSONAS)
+    org_admin = callers["org_admin"]
+    for site_id, name in (("s1", "Site One"), ("s2", "Site Two")):
+        registered = client.put(
+            f"/v1/orgs/acme/sites/{site_id}", json={"name": name}, headers=org_admin
+        )
+        assert registered.is_success
+    mismatches = []
+    for number, rule in enumerate(MATRIX):
+        for persona, headers in callers.items():
+            app_id = f"app-{number}-{persona}".replace("_", "-")
+            status = call(client, rule, headers, org_admin, app_id)
+            expected = expected_status(rule, persona)
+            if (expected == "2xx" and not 200 <= status < 300) or (
+                expected != "2xx" and str(status) != expected
+            ):
+                mismatches.append(
+                    f"{rule.method} {rule.path} as {persona}: {status}, not {expected}"
+                )
+    assert not mismatches, "\n".join(mismatches)
+
+
+def call(
+    client: TestClient, rule: Rule, headers: dict[str, str], org_admin: dict[str, str], app_id: str
+) -> int:
+    def fill(text: str) -> str:
+        return (
+            text.replace("{org_id}", "acme").replace("{site_id}", "s1").replace("{app_id}", app_id)
+        )
+
+    install = {"app_id": app_id, "app_name": "App", "scopes": ["read"]}
+    if rule.setup == "grant":
+        client.post("/v1/sites/s1/installations", json=install, headers=headers)
+    elif rule.setup == "connected":
+        made = client.post("/v1/sites/s1/installations", json=install, headers=org_admin)
+        assert made.status_code == 201, made.text
+    body = None
+    if rule.body is not None:
+        body = {k: fill(v) if isinstance(v, str) else v for k, v in rule.body.items()}
+    path = fill(rule.path) + (f"?{rule.query}" if rule.query else "")
+    return client.request(rule.method, path, json=body, headers=headers).status_code
+
+
+def test_forged_expired_and_unsigned_tokens_are_401(client: TestClient, tokens: Tokens) -> None:
+    secret_holder = TokenCodec("another-secret-that-is-long-enough-0000")
+    now = int(time.time())
+    claims = {"sub": "olga", "org": "acme", "roles": ["org-admin"], "iat": now, "exp": now + 60}
+    unsigned = ".".join(
+        base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=").decode()
+        for part in ({"alg": "none", "typ": "JWT"}, claims)
+    )
+    bad = {
+        "forged": secret_holder.issue(sub="olga", org="acme", roles=[Role.ORG_ADMIN]),
+        "expired": jwt_with(tokens, claims | {"iat": now - 7200, "exp": now - 3600}),
+        "alg_none": unsigned + ".",
+        "no_exp": jwt_with(tokens, {k: v for k, v in claims.items() if k != "exp"}),
+    }
+    for name, token in bad.items():
+        response = client.put(
+            "/v1/orgs/acme/sites/s1",
+            json={"name": "One"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert response.status_code == 401, name
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+        assert response.json()["error"]["code"] == "invalid_token"
+
+
+def jwt_with(tokens: Tokens, claims: dict[str, object]) -> str:
+    """A token signed with the server's own secret but with the given claims."""
+    return jwt.encode(claims, tokens.secret, algorithm="HS256")
