@@ -71,6 +71,16 @@ def caught_up_views(
 ) -> ViewStore:
     """The read models, once they include `min_position` (read-your-writes after a command)."""
     if min_position is not None:
+        head = runtime.application.head_position()
+        if min_position > head:
+            # No write ever answered with this position: waiting for it would only time out.
+            message = f"the log has not reached position {min_position} (it is at {head})"
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"min_position: {message}",
+                details=[{"field": "min_position", "message": message}],
+            )
         timeout = runtime.settings.min_position_timeout
         if not runtime.projector.wait_for(min_position, timeout):
             raise ApiError(
