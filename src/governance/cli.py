@@ -21,7 +21,10 @@ if TYPE_CHECKING:
     from governance.observability.metrics import MetricsServer
     from governance.runtime import Runtime
 
-cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+# Tracebacks never show local variables: they may hold the settings, and so the secrets.
+cli = typer.Typer(
+    no_args_is_help=True, add_completion=False, help=__doc__, pretty_exceptions_show_locals=False
+)
 cli.add_typer(audit_cli.audit, name="audit")
 cli.command()(audit_cli.history)
 
