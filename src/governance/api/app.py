@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from governance import web
 from governance.api.errors import install_error_handlers
 from governance.api.idempotency import Idempotency
+from governance.api.idempotency import document as document_idempotency_key
 from governance.api.limits import BodyLimit, CommandRateLimit, TokenBuckets
 from governance.api.routes import (
     app_lists,
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         buckets=TokenBuckets(live.settings.command_rate_per_second, live.settings.command_burst),
     )
     app.add_middleware(BodyLimit, max_bytes=live.settings.max_body_bytes)
+    document_idempotency_key(app)
     # The request id, the request metrics and the access log (see governance.observability).
     app.add_middleware(ObservedRequests, metrics=live.metrics)
     return app

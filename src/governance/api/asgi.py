@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from anyio import to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from governance.auth import InvalidToken, KeysUnavailable, TokenCodec
@@ -36,11 +37,12 @@ async def send_error(
     await send({"type": "http.response.body", "body": body})
 
 
-def account_of(scope: Scope, tokens: TokenCodec) -> str | None:
+async def account_of(scope: Scope, tokens: TokenCodec) -> str | None:
     """The calling account ("org/sub") when the bearer token is valid; None otherwise.
 
     A request without a valid token goes on to the route, which answers 401. The result is kept
-    in the scope so the token is verified once for all middlewares.
+    in the scope so the token is verified once for all middlewares. Verifying may fetch the
+    identity provider's keys, so it runs in a worker thread, off the event loop.
     """
     state = scope.setdefault("state", {})
     if "governance.account" in state:
@@ -51,7 +53,7 @@ def account_of(scope: Scope, tokens: TokenCodec) -> str | None:
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() == "bearer" and token:
         try:
-            principal = tokens.verify(token.strip())
+            principal = await to_thread.run_sync(tokens.verify, token.strip())
         except (InvalidToken, KeysUnavailable):
             principal = None
         if principal is not None:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from anyio import to_thread
+from fastapi import FastAPI
 
 from governance.api.asgi import (
     COMMAND_METHODS,
@@ -57,8 +58,11 @@ class Idempotency:
         self.max_body = max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        key = header(scope, HEADER.lower().encode()) if scope["type"] == "http" else None
-        if key is None or scope["method"] not in COMMAND_METHODS:
+        if scope["type"] != "http" or scope["method"] not in COMMAND_METHODS:
+            await self.app(scope, receive, send)
+            return
+        key = header(scope, HEADER.lower().encode())
+        if key is None:
             await self.app(scope, receive, send)
             return
         if not valid_key(key):
@@ -69,7 +73,7 @@ class Idempotency:
                 f"{HEADER}: give 1 to {_MAX_KEY} printable ASCII characters",
             )
             return
-        account = account_of(scope, self.tokens)
+        account = await account_of(scope, self.tokens)
         if account is None:  # the route answers 401; nothing to remember
             await self.app(scope, receive, send)
             return
@@ -148,6 +152,32 @@ class Idempotency:
             # The caller has its answer already. The claim stays in flight until its lease
             # ends; a retry after that runs the command again, which the domain makes a no-op.
             log.warning("could not record the answer to an Idempotency-Key request")
+
+
+def document(app: FastAPI) -> None:
+    """Declare the header on every POST, PUT and DELETE of the OpenAPI document."""
+    plain = app.openapi
+    parameter = {
+        "name": HEADER,
+        "in": "header",
+        "required": False,
+        "description": "Send the same key again to get the first answer without writing twice"
+        " (kept at least 24 h, per account).",
+        "schema": {"type": "string", "minLength": 1, "maxLength": _MAX_KEY, "pattern": "^[ -~]+$"},
+    }
+
+    def openapi() -> dict[str, Any]:
+        schema = plain()
+        for operations in schema.get("paths", {}).values():
+            for method, operation in operations.items():
+                if method.upper() not in COMMAND_METHODS:
+                    continue
+                parameters = operation.setdefault("parameters", [])
+                if all(p.get("name") != HEADER for p in parameters):
+                    parameters.append(parameter)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _fingerprint(scope: Scope, body: bytes) -> str:

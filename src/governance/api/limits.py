@@ -112,7 +112,7 @@ class CommandRateLimit:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in COMMAND_METHODS:
-            account = account_of(scope, self.tokens)
+            account = await account_of(scope, self.tokens)
             wait = self.buckets.take(account) if account is not None else 0.0
             if wait > 0:
                 await send_error(
