@@ -23,7 +23,7 @@ from governance.config import Settings
 from governance.eventstore import event_store_env
 from projections.store import PostgresViewStore, SQLiteViewStore, ViewStore
 from tests.e2e.conftest import Service
-from tests.views import dump_views, replayed_views
+from tests.views import dump_store, replayed_views
 
 CLIENTS = 50
 ADMINS = 10  # clients 0-9 toggle the policy (even ones with If-Match); the rest install
@@ -172,7 +172,7 @@ def test_fifty_clients_on_one_site(service: Service, tmp_path: Path) -> None:
     application = GovernanceApplication(env=event_store_env(settings, create_table=False))
     live = view_store(settings)
     try:
-        assert dump_views(live) == replayed_views(
+        assert dump_store(live) == replayed_views(
             application.recorder, application.mapper, tmp_path / "replay.sqlite"
         )
     finally:

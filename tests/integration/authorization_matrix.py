@@ -26,6 +26,8 @@ PERSONAS: dict[str, str] = {
 }
 
 EVERYONE = frozenset(PERSONAS)
+SIGNED_IN = EVERYONE - {"anonymous"}
+NOBODY: frozenset[str] = frozenset()
 ADMINS = frozenset({"site_admin", "org_admin"})
 ADMINS_AND_AUDITOR = ADMINS | {"auditor"}
 SITE_MEMBERS = ADMINS | {"site_user"}
@@ -44,6 +46,14 @@ class Rule:
     # installs {app_id}), so that an allowed caller meets a state where the call succeeds.
     setup: str | None = None
     note: str = ""
+    # A browser page: the caller is signed in by the session cookie, sends `form` (with the CSRF
+    # token a browser would have), and success may be a redirect (303, Post/Redirect/Get).
+    page: bool = False
+    form: dict[str, str] | None = None
+    # When refusals differ from `expected_status`: for every refused signed-in caller, and for
+    # the anonymous one.
+    refused: str | None = None
+    anonymous: str | None = None
 
 
 MATRIX: tuple[Rule, ...] = (
@@ -79,16 +89,75 @@ MATRIX: tuple[Rule, ...] = (
     Rule("GET", "/v1/sites/{site_id}/connected-apps", ADMINS_AND_AUDITOR),
     Rule("DELETE", "/v1/sites/{site_id}/connected-apps/{app_id}", ADMINS, setup="connected"),
     Rule("GET", "/v1/sites/{site_id}/history", ADMINS_AND_AUDITOR),
+    Rule("GET", "/metrics", EVERYONE, note="Prometheus scrape: counters, no identities"),
+    # Browser pages (signed in with the session cookie).
+    Rule("GET", "/signin", EVERYONE, page=True),
+    Rule("POST", "/signin", SIGNED_IN, page=True, form={"token": "{token}"}, anonymous="401"),
+    Rule("POST", "/signout", EVERYONE, page=True, form={}),
+    Rule("GET", "/", SIGNED_IN, page=True, note="admins and auditors go on to the console"),
+    Rule("GET", "/static/governance.css", EVERYONE, page=True),
+    Rule("GET", "/favicon.ico", EVERYONE, page=True),
+    Rule(
+        "GET",
+        "/admin/sites",
+        frozenset({"site_admin", "other_site_admin", "org_admin", "other_org_admin", "auditor"}),
+        page=True,
+        note="each sees the sites of their own org they administer or audit",
+    ),
+    Rule("GET", "/admin/sites/{site_id}/connected-apps", ADMINS_AND_AUDITOR, page=True),
+    Rule(
+        "POST",
+        "/admin/sites/{site_id}/user-installs",
+        ADMINS,
+        page=True,
+        form={"state": "allowed", "expected_policy_version": "1"},
+    ),
+    Rule(
+        "GET",
+        "/admin/sites/{site_id}/connected-apps/{app_id}/remove",
+        ADMINS,
+        page=True,
+        setup="connected",
+    ),
+    Rule(
+        "POST",
+        "/admin/sites/{site_id}/connected-apps/{app_id}/remove",
+        ADMINS,
+        page=True,
+        setup="connected",
+        form={"reason": "matrix"},
+    ),
+    Rule("GET", "/admin/sites/{site_id}/history", ADMINS_AND_AUDITOR, page=True),
+    Rule("GET", "/admin/{rest:path}", NOBODY, page=True, refused="404", note="unknown pages"),
+    Rule(
+        "GET",
+        "/consent",
+        SITE_MEMBERS,
+        page=True,
+        query="site_id=s1&app_id={app_id}&app_name=App",
+    ),
+    Rule(
+        "POST",
+        "/consent",
+        SITE_MEMBERS,
+        page=True,
+        query="site_id=s1&app_id={app_id}&app_name=App&scopes=read",
+        form={"decision": "accept"},
+    ),
+    Rule("GET", "/consent/cancelled", SIGNED_IN, page=True),
 )
 
 
 def expected_status(rule: Rule, persona: str) -> str:
-    """'2xx' when allowed; else 401 without a token, 404 across orgs (no tenant learns of
-    another's sites), 403 inside the org."""
+    """'ok' when allowed (2xx; for pages 2xx or a redirect); else 401 without a token (pages:
+    303 to the sign-in form), 404 across orgs (no tenant learns of another's sites), 403
+    inside the org."""
     if persona in rule.allowed:
-        return "2xx"
+        return "ok"
     if persona == "anonymous":
-        return "401"
+        return rule.anonymous or ("303" if rule.page else "401")
+    if rule.refused is not None:
+        return rule.refused
     if persona == "other_org_admin":
         return "404"
     return "403"
@@ -104,9 +173,11 @@ def render() -> str:
         "against the running API on both backends. Do not edit by hand: add a `Rule` there and run",
         "`python -m tests.integration.authorization_matrix > docs/authorization.md`.",
         "",
-        "✓ = allowed (2xx). Refusals: **401** without a valid token, **404** for callers of"
-        " another organization (the site or org is not revealed), **403** for callers of the"
-        " same organization without the role.",
+        "✓ = allowed (2xx; for pages also a 303 to the page showing the result). Refusals:"
+        " **401** without a valid token (pages: **303** to the sign-in form), **404** for"
+        " callers of another organization (the site or org is not revealed), **403** for"
+        " callers of the same organization without the role. Pages sign in with the session"
+        " cookie and send the CSRF token their form carries.",
         "",
         "Columns: " + "; ".join(f"`{n}` = {PERSONAS[n]}" for n in names) + ".",
         "",
@@ -114,7 +185,7 @@ def render() -> str:
         "|---|" + "---|" * len(names) + "---|",
     ]
     for rule in MATRIX:
-        cells = [expected_status(rule, n).replace("2xx", "✓") for n in names]
+        cells = [expected_status(rule, n).replace("ok", "✓") for n in names]
         lines.append(f"| `{rule.method} {rule.path}` | " + " | ".join(cells) + f" | {rule.note} |")
     return "\n".join(lines) + "\n"
 

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx2
 import jwt
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 
 from governance.auth import Role, TokenCodec
+from governance.web.pages import SESSION_COOKIE
 from tests.conftest import Tokens
 from tests.integration.authorization_matrix import MATRIX, PERSONAS, Rule, expected_status, render
 
@@ -68,36 +71,68 @@ def test_every_cell(client: TestClient, tokens: Tokens) -> None:
     for number, rule in enumerate(MATRIX):
         for persona, headers in callers.items():
             app_id = f"app-{number}-{persona}".replace("_", "-")
-            status = call(client, rule, headers, org_admin, app_id)
-            expected = expected_status(rule, persona)
-            if (expected == "2xx" and not 200 <= status < 300) or (
-                expected != "2xx" and str(status) != expected
-            ):
+            answer = call(client, rule, headers, org_admin, app_id)
+            if not matches(rule, persona, answer):
+                expected = expected_status(rule, persona)
                 mismatches.append(
-                    f"{rule.method} {rule.path} as {persona}: {status}, not {expected}"
+                    f"{rule.method} {rule.path} as {persona}: {answer.status_code}"
+                    f" {answer.headers.get('location', '')}, not {expected}"
                 )
     assert not mismatches, "\n".join(mismatches)
 
 
+def matches(rule: Rule, persona: str, answer: httpx2.Response) -> bool:
+    expected = expected_status(rule, persona)
+    status = answer.status_code
+    if expected == "ok":
+        return 200 <= status < (400 if rule.page else 300)
+    if expected == "303":  # sent to sign in
+        return status == 303 and answer.headers["location"].startswith("/signin")
+    return str(status) == expected
+
+
 def call(
     client: TestClient, rule: Rule, headers: dict[str, str], org_admin: dict[str, str], app_id: str
-) -> int:
+) -> httpx2.Response:
     def fill(text: str) -> str:
-        return (
-            text.replace("{org_id}", "acme").replace("{site_id}", "s1").replace("{app_id}", app_id)
-        )
+        for name, value in (("{org_id}", "acme"), ("{site_id}", "s1"), ("{app_id}", app_id)):
+            text = text.replace(name, value)
+        return text.replace("{rest:path}", "nowhere")
 
+    client.cookies.clear()
     install = {"app_id": app_id, "app_name": "App", "scopes": ["read"]}
     if rule.setup == "grant":
         client.post("/v1/sites/s1/installations", json=install, headers=headers)
     elif rule.setup == "connected":
         made = client.post("/v1/sites/s1/installations", json=install, headers=org_admin)
         assert made.status_code == 201, made.text
-    body = None
-    if rule.body is not None:
-        body = {k: fill(v) if isinstance(v, str) else v for k, v in rule.body.items()}
-    path = fill(rule.path) + (f"?{rule.query}" if rule.query else "")
-    return client.request(rule.method, path, json=body, headers=headers).status_code
+        position = made.headers["X-Event-Position"]
+        client.get(f"/v1/sites/s1/connected-apps?min_position={position}", headers=org_admin)
+    path = fill(rule.path) + (f"?{fill(rule.query)}" if rule.query else "")
+    if not rule.page:
+        body = None
+        if rule.body is not None:
+            body = {k: fill(v) if isinstance(v, str) else v for k, v in rule.body.items()}
+        return client.request(rule.method, path, json=body, headers=headers)
+    token = headers.get("Authorization", "").removeprefix("Bearer ")
+    try:
+        if token and rule.path != "/signin":
+            client.cookies.set(SESSION_COOKIE, token)
+        if rule.form is None:
+            return client.request(rule.method, path, follow_redirects=False)
+        # As a browser: the form page gave it the nonce cookie and the CSRF token.
+        form_page = client.get("/signin")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', form_page.text)
+        assert csrf is not None
+        form = {k: v.replace("{token}", token) for k, v in rule.form.items()}
+        return client.request(
+            rule.method,
+            path,
+            data=form | {"csrf_token": csrf.group(1)},
+            follow_redirects=False,
+        )
+    finally:
+        client.cookies.clear()
 
 
 def test_forged_expired_and_unsigned_tokens_are_401(client: TestClient, tokens: Tokens) -> None:
