@@ -72,9 +72,12 @@ class Settings(BaseSettings):
     jwks_url: str | None = Field(
         default=None,
         description="https URL of the identity provider's JWKS: RS256/ES256 tokens it signed.",
+        json_schema_extra={"allowed": "a URL"},
     )
     jwks_file: Path | None = Field(
-        default=None, description="A JWKS document on disk (instead of jwks_url)."
+        default=None,
+        description="A JWKS document on disk (instead of jwks_url).",
+        json_schema_extra={"allowed": "a file path"},
     )
     jwt_issuer: str | None = Field(
         default=None, description="The `iss` that identity-provider tokens must carry."
