@@ -132,5 +132,9 @@ def test_commands_past_the_rate_are_429_with_retry_after(settings: Settings) -> 
             ).is_success
             for _ in range(5):
                 assert client.get("/v1/orgs/acme/sites", headers=admin).status_code == 200
+            # The console's forms are commands too, sent with the session cookie.
+            cookie = {"Cookie": "governance_session=" + admin["Authorization"].split()[1]}
+            page = client.post("/signout", headers=cookie, follow_redirects=False)
+            assert page.status_code == 429
     finally:
         runtime.close()

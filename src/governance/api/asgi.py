@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 from anyio import to_thread
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from governance.auth import InvalidToken, KeysUnavailable, TokenCodec
+from governance.web.pages import SESSION_COOKIE
 
 __all__ = ["ASGIApp", "Message", "Receive", "Scope", "Send"]
 
@@ -49,9 +51,8 @@ async def account_of(scope: Scope, tokens: TokenCodec) -> str | None:
         cached: str | None = state["governance.account"]
         return cached
     account = None
-    authorization = header(scope, b"authorization") or ""
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() == "bearer" and token:
+    token = _bearer(scope) or _session(scope)
+    if token:
         try:
             principal = await to_thread.run_sync(tokens.verify, token.strip())
         except (InvalidToken, KeysUnavailable):
@@ -60,6 +61,17 @@ async def account_of(scope: Scope, tokens: TokenCodec) -> str | None:
             account = f"{principal.org_id}/{principal.account_id}"
     state["governance.account"] = account
     return account
+
+
+def _bearer(scope: Scope) -> str | None:
+    scheme, _, token = (header(scope, b"authorization") or "").partition(" ")
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def _session(scope: Scope) -> str | None:
+    """The browser pages' session cookie holds the same bearer token."""
+    cookies = header(scope, b"cookie")
+    return cookie_parser(cookies).get(SESSION_COOKIE) if cookies else None
 
 
 async def read_body(receive: Receive, limit: int) -> bytes | None:
