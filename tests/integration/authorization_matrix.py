@@ -9,7 +9,7 @@ API. Regenerate the document with:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # The callers every cell is tried with. All of them belong to org "acme" except other_org_admin
@@ -42,8 +42,11 @@ class Rule:
     allowed: frozenset[str]
     query: str = ""  # query string needed for a valid call, e.g. "app_id=x"
     body: dict[str, Any] | None = None
-    # Made before each call: "grant" (the caller installs {app_id}) or "connected" (an org-admin
-    # installs {app_id}), so that an allowed caller meets a state where the call succeeds.
+    # Made before each call, so that an allowed caller meets a state where the call succeeds:
+    # "grant" (the caller installs {app_id}), "connected" (an org-admin installs {app_id}),
+    # "blocked" (user installs are blocked on the site during the call), "case" (also, a user
+    # of the site has requested {app_id}: an open request case {case_id}), "own_case" (the
+    # caller requested it, when it may).
     setup: str | None = None
     note: str = ""
     # A browser page: the caller is signed in by the session cookie, sends `form` (with the CSRF
@@ -54,6 +57,8 @@ class Rule:
     # the anonymous one.
     refused: str | None = None
     anonymous: str | None = None
+    # Single cells that differ from all of the above, e.g. {"org_admin": "409"}.
+    cells: dict[str, str] = field(default_factory=dict)
 
 
 MATRIX: tuple[Rule, ...] = (
@@ -89,6 +94,52 @@ MATRIX: tuple[Rule, ...] = (
     Rule("GET", "/v1/sites/{site_id}/connected-apps", ADMINS_AND_AUDITOR),
     Rule("DELETE", "/v1/sites/{site_id}/connected-apps/{app_id}", ADMINS, setup="connected"),
     Rule("GET", "/v1/sites/{site_id}/history", ADMINS_AND_AUDITOR),
+    Rule("GET", "/v1/sites/{site_id}/apps", ADMINS_AND_AUDITOR),
+    Rule("GET", "/v1/sites/{site_id}/apps/{app_id}/approval", ADMINS_AND_AUDITOR),
+    Rule(
+        "PUT",
+        "/v1/sites/{site_id}/apps/{app_id}/approval",
+        ADMINS,
+        body={"status": "approved", "app_name": "App", "scopes": ["read"]},
+    ),
+    Rule("DELETE", "/v1/sites/{site_id}/apps/{app_id}/approval", ADMINS),
+    Rule(
+        "POST",
+        "/v1/sites/{site_id}/app-requests",
+        frozenset({"site_user"}),
+        body={"app_id": "{app_id}", "app_name": "App", "justification": "needed"},
+        setup="blocked",
+        cells={"site_admin": "409", "org_admin": "409"},
+        note="admins may install: 409 request_not_needed",
+    ),
+    Rule("GET", "/v1/sites/{site_id}/app-requests", ADMINS_AND_AUDITOR),
+    Rule("GET", "/v1/sites/{site_id}/app-requests/{case_id}", ADMINS_AND_AUDITOR, setup="case"),
+    Rule(
+        "POST", "/v1/sites/{site_id}/app-requests/{case_id}/approve", ADMINS, body={}, setup="case"
+    ),
+    Rule(
+        "POST",
+        "/v1/sites/{site_id}/app-requests/{case_id}/deny",
+        ADMINS,
+        body={"reason": "not now"},
+        setup="case",
+    ),
+    Rule(
+        "POST",
+        "/v1/sites/{site_id}/app-requests/{case_id}/block",
+        ADMINS,
+        body={"reason": "not ever"},
+        setup="case",
+    ),
+    Rule(
+        "DELETE",
+        "/v1/sites/{site_id}/app-requests/{case_id}/mine",
+        frozenset({"site_user"}),
+        setup="own_case",
+        refused="404",
+        note="only one's own request: others have none in the case (404)",
+    ),
+    Rule("GET", "/v1/me/app-requests", SIGNED_IN, note="the caller's own requests"),
     Rule("GET", "/metrics", EVERYONE, note="Prometheus scrape: counters, no identities"),
     # Browser pages (signed in with the session cookie).
     Rule("GET", "/signin", EVERYONE, page=True),
@@ -110,7 +161,7 @@ MATRIX: tuple[Rule, ...] = (
         "/admin/sites/{site_id}/user-installs",
         ADMINS,
         page=True,
-        form={"state": "allowed", "expected_policy_version": "1"},
+        form={"state": "allowed", "expected_policy_version": "{policy_version}"},
     ),
     Rule(
         "GET",
@@ -145,6 +196,26 @@ MATRIX: tuple[Rule, ...] = (
         form={"decision": "accept"},
     ),
     Rule("GET", "/consent/cancelled", SIGNED_IN, page=True),
+    Rule(
+        "POST",
+        "/consent/request",
+        frozenset({"site_user"}),
+        page=True,
+        query="site_id=s1&app_id={app_id}&app_name=App&scopes=read",
+        form={"justification": "needed"},
+        setup="blocked",
+        cells={"site_admin": "409", "org_admin": "409"},
+        note="admins may install: 409",
+    ),
+    Rule("GET", "/admin/sites/{site_id}/app-requests", ADMINS_AND_AUDITOR, page=True),
+    Rule(
+        "POST",
+        "/admin/sites/{site_id}/app-requests/{case_id}/decide",
+        ADMINS,
+        page=True,
+        form={"outcome": "deny", "reason": "not now"},
+        setup="case",
+    ),
 )
 
 
@@ -152,6 +223,8 @@ def expected_status(rule: Rule, persona: str) -> str:
     """'ok' when allowed (2xx; for pages 2xx or a redirect); else 401 without a token (pages:
     303 to the sign-in form), 404 across orgs (no tenant learns of another's sites), 403
     inside the org."""
+    if persona in rule.cells:
+        return rule.cells[persona]
     if persona in rule.allowed:
         return "ok"
     if persona == "anonymous":

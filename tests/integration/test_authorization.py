@@ -43,6 +43,11 @@ def personas(tokens: Tokens) -> dict[str, dict[str, str]]:
     }
 
 
+def helper(tokens: Tokens) -> dict[str, str]:
+    """A user of the site, not one of the personas, who opens request cases for the setups."""
+    return tokens.header("hal", Role.USER, sites=("s1",))
+
+
 def test_every_route_has_a_row_and_every_row_a_route(client: TestClient) -> None:
     assert isinstance(client.app, FastAPI)
     served = set(routes(client.app))
@@ -71,7 +76,7 @@ def test_every_cell(client: TestClient, tokens: Tokens) -> None:
     for number, rule in enumerate(MATRIX):
         for persona, headers in callers.items():
             app_id = f"app-{number}-{persona}".replace("_", "-")
-            answer = call(client, rule, headers, org_admin, app_id)
+            answer = call(client, rule, headers, org_admin, helper(tokens), app_id)
             if not matches(rule, persona, answer):
                 expected = expected_status(rule, persona)
                 mismatches.append(
@@ -92,14 +97,48 @@ def matches(rule: Rule, persona: str, answer: httpx2.Response) -> bool:
 
 
 def call(
-    client: TestClient, rule: Rule, headers: dict[str, str], org_admin: dict[str, str], app_id: str
+    client: TestClient,
+    rule: Rule,
+    headers: dict[str, str],
+    org_admin: dict[str, str],
+    hal: dict[str, str],
+    app_id: str,
 ) -> httpx2.Response:
-    def fill(text: str) -> str:
-        for name, value in (("{org_id}", "acme"), ("{site_id}", "s1"), ("{app_id}", app_id)):
-            text = text.replace(name, value)
-        return text.replace("{rest:path}", "nowhere")
-
     client.cookies.clear()
+    blocked = rule.setup in ("blocked", "case", "own_case")
+    if blocked:
+        set_policy(client, org_admin, "blocked")
+    try:
+        values = {"{org_id}": "acme", "{site_id}": "s1", "{app_id}": app_id, "{rest:path}": "x"}
+        values["{case_id}"] = prepare(client, rule, headers, org_admin, hal, app_id) or ""
+        if "{policy_version}" in str(rule.form):
+            # Allowing again is a no-op that answers with the current version.
+            values["{policy_version}"] = str(set_policy(client, org_admin, "allowed"))
+        return send(client, rule, headers, values)
+    finally:
+        client.cookies.clear()
+        if blocked:
+            set_policy(client, org_admin, "allowed")
+
+
+def set_policy(client: TestClient, org_admin: dict[str, str], state: str) -> int:
+    """Block or allow user installs on s1; the policy version after."""
+    changed = client.put(
+        "/v1/sites/s1/policy/user-installs", json={"state": state}, headers=org_admin
+    )
+    assert changed.status_code == 200, changed.text
+    return int(changed.json()["version"])
+
+
+def prepare(
+    client: TestClient,
+    rule: Rule,
+    headers: dict[str, str],
+    org_admin: dict[str, str],
+    hal: dict[str, str],
+    app_id: str,
+) -> str | None:
+    """The rule's setup; the id of the request case it opened, if any."""
     install = {"app_id": app_id, "app_name": "App", "scopes": ["read"]}
     if rule.setup == "grant":
         client.post("/v1/sites/s1/installations", json=install, headers=headers)
@@ -108,6 +147,29 @@ def call(
         assert made.status_code == 201, made.text
         position = made.headers["X-Event-Position"]
         client.get(f"/v1/sites/s1/connected-apps?min_position={position}", headers=org_admin)
+    elif rule.setup in ("case", "own_case"):
+        asked = install | {"justification": "needed"}
+        requesters = [headers, hal] if rule.setup == "own_case" else [hal]
+        for requester in requesters:
+            made = client.post("/v1/sites/s1/app-requests", json=asked, headers=requester)
+            if made.status_code == 201:
+                client.get(
+                    f"/v1/sites/s1/app-requests?min_position={made.headers['X-Event-Position']}",
+                    headers=org_admin,
+                )
+                return str(made.json()["case_id"])
+        raise AssertionError("no request case could be opened")
+    return None
+
+
+def send(
+    client: TestClient, rule: Rule, headers: dict[str, str], values: dict[str, str]
+) -> httpx2.Response:
+    def fill(text: str) -> str:
+        for name, value in values.items():
+            text = text.replace(name, value)
+        return text
+
     path = fill(rule.path) + (f"?{fill(rule.query)}" if rule.query else "")
     if not rule.page:
         body = None
@@ -115,24 +177,18 @@ def call(
             body = {k: fill(v) if isinstance(v, str) else v for k, v in rule.body.items()}
         return client.request(rule.method, path, json=body, headers=headers)
     token = headers.get("Authorization", "").removeprefix("Bearer ")
-    try:
-        if token and rule.path != "/signin":
-            client.cookies.set(SESSION_COOKIE, token)
-        if rule.form is None:
-            return client.request(rule.method, path, follow_redirects=False)
-        # As a browser: the form page gave it the nonce cookie and the CSRF token.
-        form_page = client.get("/signin")
-        csrf = re.search(r'name="csrf_token" value="([^"]+)"', form_page.text)
-        assert csrf is not None
-        form = {k: v.replace("{token}", token) for k, v in rule.form.items()}
-        return client.request(
-            rule.method,
-            path,
-            data=form | {"csrf_token": csrf.group(1)},
-            follow_redirects=False,
-        )
-    finally:
-        client.cookies.clear()
+    if token and rule.path != "/signin":
+        client.cookies.set(SESSION_COOKIE, token)
+    if rule.form is None:
+        return client.request(rule.method, path, follow_redirects=False)
+    # As a browser: the form page gave it the nonce cookie and the CSRF token.
+    form_page = client.get("/signin")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form_page.text)
+    assert csrf is not None
+    form = {k: fill(v).replace("{token}", token) for k, v in rule.form.items()}
+    return client.request(
+        rule.method, path, data=form | {"csrf_token": csrf.group(1)}, follow_redirects=False
+    )
 
 
 def test_forged_expired_and_unsigned_tokens_are_401(client: TestClient, tokens: Tokens) -> None:
