@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper
@@ -83,11 +84,16 @@ class Runtime:
             consumers.create_tables(self.views)
             EmbeddedDispatcher.create_table(self.views)
             self.idempotency.create_table()
-        self.tokens = token_codec(settings)
         self.metrics = process_metrics(self.application, self.projector)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._wakes = [self.projector.wake]
+
+    @cached_property
+    def tokens(self) -> TokenCodec:
+        """Built on first use: only processes that verify or issue tokens need the secret, and
+        there a weak one stops the process (see `Settings.resolved_jwt_secret`)."""
+        return token_codec(self.settings)
 
     def rebuilder(self, progress: Progress | None = None) -> Rebuilder:
         """What `governance replay` runs: new generations of every read model, built from zero."""

@@ -29,15 +29,22 @@ PG_PORT = os.environ.get("GOVERNANCE_OUTAGE_PG_PORT", "55732")
 SCRIPT = Path(__file__).parents[2] / "scripts" / "postgres.sh"
 
 
-def postgres(command: str) -> str:
-    """scripts/postgres.sh on the private port (DATABASE_URL unset: it would be used instead)."""
+def postgres(command: str, attempts: int = 5) -> str:
+    """scripts/postgres.sh on the private port (DATABASE_URL unset: it would be used instead).
+
+    A start is retried: the port lies in the ephemeral range, so a client connection elsewhere
+    on this machine may hold it for a moment ("Address already in use").
+    """
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["GOVERNANCE_TEST_PG_PORT"] = PG_PORT
-    done = subprocess.run(
-        ["bash", str(SCRIPT), command], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+    for attempt in range(attempts):
+        done = subprocess.run(
+            ["bash", str(SCRIPT), command], env=env, capture_output=True, text=True, timeout=120
+        )
+        if done.returncode == 0:
+            return done.stdout.strip()
+        time.sleep(1 + attempt)
+    raise AssertionError(done.stderr)
 
 
 @dataclass

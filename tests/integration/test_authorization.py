@@ -11,11 +11,15 @@ from pathlib import Path
 
 import httpx2
 import jwt
+import pytest
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 
+from governance.api.app import create_app
 from governance.auth import Role, TokenCodec
+from governance.config import Settings
+from governance.runtime import Runtime
 from governance.web.pages import SESSION_COOKIE
 from tests.conftest import Tokens
 from tests.integration.authorization_matrix import MATRIX, PERSONAS, Rule, expected_status, render
@@ -63,7 +67,23 @@ def test_the_document_is_generated_from_the_matrix() -> None:
     )
 
 
-def test_every_cell(client: TestClient, tokens: Tokens) -> None:
+@pytest.fixture
+def matrix_client(settings: Settings) -> Iterator[tuple[TestClient, Tokens]]:
+    """The API with a command rate no setup of the matrix reaches (limits are tested elsewhere)."""
+    generous = settings.model_copy(
+        update={"command_rate_per_second": 100_000.0, "command_burst": 100_000}
+    )
+    runtime = Runtime(generous)
+    runtime.start_projector()
+    try:
+        with TestClient(create_app(runtime=runtime)) as client:
+            yield client, Tokens(runtime)
+    finally:
+        runtime.close()
+
+
+def test_every_cell(matrix_client: tuple[TestClient, Tokens]) -> None:
+    client, tokens = matrix_client
     callers = personas(tokens)
     assert set(callers) == set(PERSONAS)
     org_admin = callers["org_admin"]
