@@ -8,6 +8,7 @@ from consumers.kafka_source import KafkaSource, open_consumer
 from consumers.wiring import build
 from governance.auth import TokenCodec
 from governance.config import Settings
+from governance.outage import database_breaker
 from projections.store import PostgresViewStore, SQLiteViewStore, ViewStore
 
 
@@ -15,7 +16,12 @@ def open_views(settings: Settings) -> ViewStore:
     """The consumers' tables live beside the read models (the API writes webhook endpoints)."""
     if settings.database_url is None:
         return SQLiteViewStore(settings.data_dir / "views.sqlite")
-    return PostgresViewStore(settings.database_url, settings.database_schema, pool_size=4)
+    return PostgresViewStore(
+        settings.database_url,
+        settings.database_schema,
+        pool_size=4,
+        breaker=database_breaker(settings),  # fail fast while PostgreSQL is away
+    )
 
 
 class ConsumerProcess:

@@ -25,6 +25,8 @@ import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError, PersistenceError
 from eventsourcing.postgres import PostgresDatastore
 
+from governance.config import Settings
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -129,6 +131,21 @@ class Breaker:
             if self.failed(error):
                 raise DatabaseUnavailable(self.retry_after) from error
             raise
+
+
+def database_breaker(settings: Settings) -> Breaker | None:
+    """The breaker for the configured PostgreSQL server (None on the embedded default).
+
+    One per process and server: every store of the process that uses the server shares it.
+    """
+    if settings.database_url is None:
+        return None
+    pg = settings.postgres
+    return Breaker(
+        postgres_probe(settings.database_url),
+        retry_after=settings.database_retry_after_seconds,
+        name=f"PostgreSQL at {pg.host}:{pg.port}/{pg.dbname}",
+    )
 
 
 def postgres_probe(conninfo: str, timeout: int = 1) -> Callable[[], None]:

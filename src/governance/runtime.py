@@ -22,7 +22,7 @@ from governance.eventstore import EVENTS_TABLE, event_store_env, sqlite_events_p
 from governance.expiry import expire_stale_requests, sweep_periodically
 from governance.idempotency import IdempotencyStore
 from governance.observability.process import process_metrics
-from governance.outage import Breaker, guard_event_store, postgres_probe
+from governance.outage import Breaker, database_breaker, guard_event_store
 from governance.relay.embedded import EmbeddedDispatcher
 from governance.relay.positions import open_positions
 from projections.app_lists import AppListsProjection
@@ -238,18 +238,6 @@ def _create_schema(settings: Settings) -> None:
                 sql.Identifier(settings.database_schema)
             )
         )
-
-
-def database_breaker(settings: Settings) -> Breaker | None:
-    """The breaker for the configured PostgreSQL server (None on the embedded default)."""
-    if settings.database_url is None:
-        return None
-    pg = settings.postgres
-    return Breaker(
-        postgres_probe(settings.database_url),
-        retry_after=settings.database_retry_after_seconds,
-        name=f"PostgreSQL at {pg.host}:{pg.port}/{pg.dbname}",
-    )
 
 
 def view_generations(settings: Settings, breaker: Breaker | None = None) -> Generations:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from governance.config import Settings
 from governance.eventstore import event_store_env
+from governance.outage import Breaker
 from projections.store import PostgresViewStore, SQLiteViewStore, ViewStore
 
 TABLE = """CREATE TABLE IF NOT EXISTS relay_positions (
@@ -48,11 +49,13 @@ class PositionStore:
         self._store.close()
 
 
-def open_positions(settings: Settings) -> PositionStore:
+def open_positions(settings: Settings, breaker: Breaker | None = None) -> PositionStore:
     """The relay's positions beside the events: the SQLite event file, or the PostgreSQL schema."""
     if settings.database_url is None:
         path = Path(event_store_env(settings, create_table=False)["SQLITE_DBNAME"])
         store: ViewStore = SQLiteViewStore(path)
     else:
-        store = PostgresViewStore(settings.database_url, settings.database_schema, pool_size=2)
+        store = PostgresViewStore(
+            settings.database_url, settings.database_schema, pool_size=2, breaker=breaker
+        )
     return PositionStore(store, settings.events_topic)
