@@ -31,6 +31,7 @@ NOBODY: frozenset[str] = frozenset()
 ADMINS = frozenset({"site_admin", "org_admin"})
 ADMINS_AND_AUDITOR = ADMINS | {"auditor"}
 SITE_MEMBERS = ADMINS | {"site_user"}
+ORG_ADMIN = frozenset({"org_admin"})
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class Rule:
     # "grant" (the caller installs {app_id}), "connected" (an org-admin installs {app_id}),
     # "blocked" (user installs are blocked on the site during the call), "case" (also, a user
     # of the site has requested {app_id}: an open request case {case_id}), "own_case" (the
-    # caller requested it, when it may).
+    # caller requested it, when it may), "webhook" (an org-admin registered {webhook_id}).
     setup: str | None = None
     note: str = ""
     # A browser page: the caller is signed in by the session cookie, sends `form` (with the CSRF
@@ -140,6 +141,20 @@ MATRIX: tuple[Rule, ...] = (
         note="only one's own request: others have none in the case (404)",
     ),
     Rule("GET", "/v1/me/app-requests", SIGNED_IN, note="the caller's own requests"),
+    Rule(
+        "POST",
+        "/v1/orgs/{org_id}/webhooks",
+        ORG_ADMIN,
+        body={
+            "url": "https://hooks.example.test/governance",
+            "event_types": ["io.governance.site.user_installs.blocked.v1"],
+            "secret": "matrix-secret-0123456789",
+        },
+    ),
+    Rule("GET", "/v1/orgs/{org_id}/webhooks", ORG_ADMIN),
+    Rule("GET", "/v1/orgs/{org_id}/webhooks/{webhook_id}", ORG_ADMIN, setup="webhook"),
+    Rule("DELETE", "/v1/orgs/{org_id}/webhooks/{webhook_id}", ORG_ADMIN, setup="webhook"),
+    Rule("GET", "/v1/orgs/{org_id}/webhooks/{webhook_id}/dead-letters", ORG_ADMIN, setup="webhook"),
     Rule("GET", "/metrics", EVERYONE, note="Prometheus scrape: counters, no identities"),
     # Browser pages (signed in with the session cookie).
     Rule("GET", "/signin", EVERYONE, page=True),

@@ -130,7 +130,8 @@ def call(
         set_policy(client, org_admin, "blocked")
     try:
         values = {"{org_id}": "acme", "{site_id}": "s1", "{app_id}": app_id, "{rest:path}": "x"}
-        values["{case_id}"] = prepare(client, rule, headers, org_admin, hal, app_id) or ""
+        made = prepare(client, rule, headers, org_admin, hal, app_id) or ""
+        values["{case_id}"] = values["{webhook_id}"] = made
         if "{policy_version}" in str(rule.form):
             # Allowing again is a no-op that answers with the current version.
             values["{policy_version}"] = str(set_policy(client, org_admin, "allowed"))
@@ -158,7 +159,7 @@ def prepare(
     hal: dict[str, str],
     app_id: str,
 ) -> str | None:
-    """The rule's setup; the id of the request case it opened, if any."""
+    """The rule's setup; the id of the request case or webhook it made, if any."""
     install = {"app_id": app_id, "app_name": "App", "scopes": ["read"]}
     if rule.setup == "grant":
         client.post("/v1/sites/s1/installations", json=install, headers=headers)
@@ -179,6 +180,15 @@ def prepare(
                 )
                 return str(made.json()["case_id"])
         raise AssertionError("no request case could be opened")
+    elif rule.setup == "webhook":
+        hook = {
+            "url": "https://hooks.example.test/governance",
+            "event_types": ["io.governance.site.user_installs.blocked.v1"],
+            "secret": "matrix-secret-0123456789",
+        }
+        made = client.post("/v1/orgs/acme/webhooks", json=hook, headers=org_admin)
+        assert made.status_code == 201, made.text
+        return str(made.json()["id"])
     return None
 
 
