@@ -41,6 +41,7 @@ from projections.listen import listen_for_events
 from projections.policy import SitePolicyProjection
 from projections.projector import Projector
 from projections.rebuild import Progress, Rebuilder
+from projections.store import PostgresViewStore, SQLiteViewStore, ViewStore
 
 
 def all_projections() -> Sequence[Projection]:
@@ -76,8 +77,11 @@ class Runtime:
             all_projections(),
             batch_size=settings.projector_batch_size,
         )
+        # Beside the events, not in the read models: a replay's new generation of views must
+        # not forget the answers already given.
+        self._beside_events = store_beside_events(settings, self.breaker)
         self.idempotency = IdempotencyStore(
-            self.views, timedelta(hours=settings.idempotency_ttl_hours)
+            self._beside_events, timedelta(hours=settings.idempotency_ttl_hours)
         )
         if create:
             self.projector.create_tables()
@@ -170,6 +174,7 @@ class Runtime:
         self.close_soon()
         for thread in self._threads:
             thread.join(timeout=10)
+        self._beside_events.close()
         self.views.close()
         self.application.close()
 
@@ -238,6 +243,15 @@ def _create_schema(settings: Settings) -> None:
                 sql.Identifier(settings.database_schema)
             )
         )
+
+
+def store_beside_events(settings: Settings, breaker: Breaker | None = None) -> ViewStore:
+    """Tables that outlive read-model generations: the SQLite event file, or the event schema."""
+    if settings.database_url is None:
+        return SQLiteViewStore(sqlite_events_path(settings))
+    return PostgresViewStore(
+        settings.database_url, settings.database_schema, pool_size=4, breaker=breaker
+    )
 
 
 def view_generations(settings: Settings, breaker: Breaker | None = None) -> Generations:
