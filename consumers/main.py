@@ -8,6 +8,7 @@ from consumers.kafka_source import KafkaSource, open_consumer
 from consumers.wiring import build
 from governance.auth import TokenCodec
 from governance.config import Settings
+from governance.outage import database_breaker
 from governance.state import open_state_store
 
 
@@ -16,7 +17,7 @@ class ConsumerProcess:
         if settings.kafka_bootstrap_servers is None:
             raise RuntimeError("consumers read Kafka: set KAFKA_BOOTSTRAP_SERVERS")
         # The consumers' tables (and the endpoints the API writes) beside the events.
-        self.views = open_state_store(settings)
+        self.views = open_state_store(settings, breaker=database_breaker(settings))
         self.consumer = build(
             name, settings, self.views, TokenCodec(settings.resolved_jwt_secret())
         )

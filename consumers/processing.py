@@ -17,11 +17,18 @@ from psycopg import Error as PostgresError
 from psycopg_pool import PoolTimeout
 
 from consumers.cloudevents import CloudEvent
+from governance.outage import DatabaseUnavailable
 from projections.store import Tx, ViewStore
 
 Effect = Callable[[Tx], None]
 # The consumer's own store is away: the event is retried, never skipped.
-STORE_ERRORS: tuple[type[Exception], ...] = (PostgresError, PoolTimeout, sqlite3.Error)
+# DatabaseUnavailable: the store's breaker knows PostgreSQL is away (see governance.outage).
+STORE_ERRORS: tuple[type[Exception], ...] = (
+    PostgresError,
+    PoolTimeout,
+    sqlite3.Error,
+    DatabaseUnavailable,
+)
 
 TABLES: Sequence[str] = (
     """CREATE TABLE IF NOT EXISTS processed_events (

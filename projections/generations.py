@@ -25,6 +25,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from governance.outage import Breaker
 from projections.store import PostgresViewStore, SQLiteViewStore, Tx, ViewStore
 
 log = logging.getLogger(__name__)
@@ -223,10 +224,13 @@ class PostgresGenerations(Generations):
 
     dialect = "postgres"
 
-    def __init__(self, url: str, schema: str, pool_size: int) -> None:
+    def __init__(
+        self, url: str, schema: str, pool_size: int, breaker: Breaker | None = None
+    ) -> None:
         self.url = url
         self.schema = schema
         self.pool_size = pool_size
+        self.breaker = breaker
         self._prefix = f"{schema}_views_"
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
@@ -303,7 +307,9 @@ class PostgresGenerations(Generations):
         )
 
     def open(self, generation: int) -> ViewStore:
-        return PostgresViewStore(self.url, self.schema_of(generation), self.pool_size)
+        return PostgresViewStore(
+            self.url, self.schema_of(generation), self.pool_size, breaker=self.breaker
+        )
 
     def location(self, generation: int) -> str:
         return f"schema {self.schema_of(generation)}"

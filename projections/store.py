@@ -10,7 +10,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,7 +19,10 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from governance.outage import Breaker
+
 Row = dict[str, Any]
+RECONNECT_TIMEOUT = 0.5  # seconds
 Params = Mapping[str, Any]
 
 
@@ -140,8 +143,16 @@ class PostgresViewStore:
 
     dialect = "postgres"
 
-    def __init__(self, url: str, schema: str, pool_size: int, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        schema: str,
+        pool_size: int,
+        timeout: float = 5.0,
+        breaker: Breaker | None = None,
+    ) -> None:
         self.schema = schema
+        self._breaker = breaker
         self.pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
             url,
             min_size=1,
@@ -152,19 +163,27 @@ class PostgresViewStore:
                 "connect_timeout": 5,
             },
             timeout=timeout,
+            # Give up reconnecting soon in an outage: the next request after it then connects
+            # at once instead of waiting for a far-off retry (the breaker keeps requests away).
+            reconnect_timeout=RECONNECT_TIMEOUT,
             open=True,
             connection_class=psycopg.Connection[Row],
         )
+        if breaker is not None:
+            breaker.on_recovery(self.pool.drain)
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
-        with self.pool.connection() as conn, conn.transaction():
+        with self._guard(), self.pool.connection() as conn, conn.transaction():
             yield _PostgresTx(conn)
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
-        with self.pool.connection() as conn:
+        with self._guard(), self.pool.connection() as conn:
             yield _PostgresTx(conn)
+
+    def _guard(self) -> AbstractContextManager[None]:
+        return self._breaker.guard() if self._breaker is not None else nullcontext()
 
     def close(self) -> None:
         self.pool.close()

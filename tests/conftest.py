@@ -101,6 +101,7 @@ class Tokens:
 
     def __init__(self, runtime: Runtime) -> None:
         self._codec = runtime.tokens
+        self.secret = runtime.settings.resolved_jwt_secret()
 
     def header(
         self, sub: str, *roles: Role, org: str = "acme", sites: tuple[str, ...] = ()

@@ -1,11 +1,19 @@
-"""Bearer tokens (HS256 JWTs) and what their claims allow."""
+"""Bearer tokens and what their claims allow.
+
+Two kinds of token are accepted: HS256 tokens this service issues itself (`governance token`,
+the embedded default) and RS256/ES256 tokens from an identity provider, verified against its
+JWKS (a URL or a file) with a configured issuer and audience.
+"""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
 
 import jwt
 
@@ -19,6 +27,10 @@ class Role(StrEnum):
 
 class InvalidToken(Exception):
     """The token is missing, malformed, expired, wrongly signed or lacks a required claim."""
+
+
+class KeysUnavailable(Exception):
+    """The identity provider's keys cannot be fetched now: not the caller's fault (503)."""
 
 
 @dataclass(frozen=True)
@@ -48,12 +60,68 @@ class Principal:
 
 _REQUIRED = ["sub", "org", "roles", "exp", "iat"]
 _ALGORITHM = "HS256"
+# Asymmetric algorithms only: an HS256 token is never checked with a public key as its secret.
+_IDP_ALGORITHMS = ["RS256", "ES256"]
+_IDP_REQUIRED = [*_REQUIRED, "iss", "aud"]
+
+
+class KeySource(Protocol):
+    """Finds the public key that signed a token, by the token's `kid`."""
+
+    def key_for(self, token: str, kid: str | None) -> Any: ...
+
+
+class JwksFile:
+    """A JWKS document on disk, read once."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self._keys = jwt.PyJWKSet.from_json(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, jwt.PyJWTError) as error:
+            raise ValueError(f"cannot use the JWKS file {path.name}: {error}") from None
+
+    def key_for(self, token: str, kid: str | None) -> Any:
+        keys = self._keys.keys
+        if kid is None and len(keys) == 1:
+            return keys[0].key
+        for key in keys:
+            if key.key_id == kid:
+                return key.key
+        raise InvalidToken("no signing key of the identity provider matches the token's kid")
+
+
+class JwksUrl:
+    """The identity provider's JWKS endpoint, cached; refetched when an unknown `kid` appears."""
+
+    def __init__(self, url: str, timeout: float = 5.0) -> None:
+        self._client = jwt.PyJWKClient(url, cache_keys=True, lifespan=300, timeout=timeout)
+
+    def key_for(self, token: str, kid: str | None) -> Any:
+        try:
+            return self._client.get_signing_key_from_jwt(token).key
+        except jwt.PyJWKClientConnectionError:
+            raise KeysUnavailable("the identity provider's keys cannot be fetched") from None
+        except jwt.PyJWTError as error:
+            raise InvalidToken(str(error)) from None
+
+
+@dataclass(frozen=True)
+class IdentityProvider:
+    keys: KeySource
+    issuer: str
+    audience: str
 
 
 class TokenCodec:
-    def __init__(self, secret: str, leeway_seconds: int = 30) -> None:
+    def __init__(
+        self,
+        secret: str,
+        leeway_seconds: int = 30,
+        identity_provider: IdentityProvider | None = None,
+    ) -> None:
         self._secret = secret
         self._leeway = leeway_seconds
+        self._idp = identity_provider
 
     def issue(
         self,
@@ -79,23 +147,61 @@ class TokenCodec:
         return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
 
     def verify(self, token: str) -> Principal:
+        """The caller the token names, or InvalidToken (also for `alg: none` and unknown keys)."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as error:
+            raise InvalidToken(str(error)) from None
+        algorithm = header.get("alg")
+        if algorithm == _ALGORITHM:
+            return self._decode(token, self._secret, [_ALGORITHM], _REQUIRED)
+        if self._idp is None or algorithm not in _IDP_ALGORITHMS:
+            raise InvalidToken(f"tokens signed with {str(algorithm)[:20]!r} are not accepted")
+        kid = header.get("kid")
+        key = self._idp.keys.key_for(token, kid if isinstance(kid, str) else None)
+        return self._decode(token, key, [algorithm], _IDP_REQUIRED)
+
+    def _decode(
+        self, token: str, key: Any, algorithms: list[str], required: list[str]
+    ) -> Principal:
+        idp = self._idp if required is _IDP_REQUIRED else None
         try:
             claims = jwt.decode(
                 token,
-                self._secret,
-                algorithms=[_ALGORITHM],
-                options={"require": _REQUIRED},
+                key,
+                algorithms=algorithms,
+                options={"require": required},
                 leeway=self._leeway,
+                issuer=idp.issuer if idp else None,
+                audience=idp.audience if idp else None,
             )
         except jwt.PyJWTError as error:
             raise InvalidToken(str(error)) from None
+        # PyJWT checked the signature, exp, nbf and iat (none in the future), iss and aud.
         return _principal(claims)
+
+
+_MAX_ID = 255
+_MAX_SITES = 1000
+
+
+def _plain_id(value: object) -> bool:
+    """Account and org ids end up in events, views and logs: short, without control characters."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= _MAX_ID
+        and not any(ch < " " or ch == "\x7f" for ch in value)
+    )
 
 
 def _principal(claims: dict[str, object]) -> Principal:
     sub, org, roles, sites = (claims.get(k) for k in ("sub", "org", "roles", "sites"))
-    if not isinstance(sub, str) or not sub or not isinstance(org, str) or not org:
-        raise InvalidToken("claims 'sub' and 'org' must be non-empty strings")
+    if not _plain_id(sub) or not _plain_id(org):
+        raise InvalidToken(
+            f"claims 'sub' and 'org' must be strings of 1 to {_MAX_ID} characters"
+            " without control characters"
+        )
+    assert isinstance(sub, str) and isinstance(org, str)
     if not isinstance(roles, list) or not roles:
         raise InvalidToken("claim 'roles' must be a non-empty list")
     try:
@@ -104,9 +210,17 @@ def _principal(claims: dict[str, object]) -> Principal:
         allowed = ", ".join(r.value for r in Role)
         raise InvalidToken(f"claim 'roles' may hold only: {allowed}") from None
     sites = [] if sites is None else sites
-    if not isinstance(sites, list) or not all(isinstance(s, str) for s in sites):
-        raise InvalidToken("claim 'sites' must be a list of site ids")
+    if (
+        not isinstance(sites, list)
+        or len(sites) > _MAX_SITES
+        or not all(_plain_id(s) for s in sites)
+    ):
+        raise InvalidToken(f"claim 'sites' must be a list of at most {_MAX_SITES} site ids")
     on_behalf_of = claims.get("on_behalf_of")
-    if on_behalf_of is not None and (not isinstance(on_behalf_of, str) or not on_behalf_of):
-        raise InvalidToken("claim 'on_behalf_of' must be a non-empty string")
+    if on_behalf_of is not None and not _plain_id(on_behalf_of):
+        raise InvalidToken(
+            f"claim 'on_behalf_of' must be a string of 1 to {_MAX_ID} characters"
+            " without control characters"
+        )
+    assert on_behalf_of is None or isinstance(on_behalf_of, str)
     return Principal(sub, org, parsed_roles, frozenset(sites), on_behalf_of)

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from governance import config_reference
 from governance.audit import cli as audit_cli
 from governance.auth import Role, TokenCodec
-from governance.config import Settings
+from governance.config import InsecureConfiguration, Settings
 from governance.config_reference import explain
 from governance.observability.logs import configure_logging
 from governance.observability.shutdown import exit_cleanly_on_sigterm, on_stop_signals
@@ -21,7 +21,10 @@ if TYPE_CHECKING:
     from governance.observability.metrics import MetricsServer
     from governance.runtime import Runtime
 
-cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+# Tracebacks never show local variables: they may hold the settings, and so the secrets.
+cli = typer.Typer(
+    no_args_is_help=True, add_completion=False, help=__doc__, pretty_exceptions_show_locals=False
+)
 cli.add_typer(audit_cli.audit, name="audit")
 cli.command()(audit_cli.history)
 
@@ -243,4 +246,9 @@ def demo() -> None:
 
 
 def main() -> None:
-    sys.exit(cli())
+    try:
+        sys.exit(cli())
+    except InsecureConfiguration as refusal:
+        # One clear line, and never the value itself.
+        print(f"configuration error: {refusal}", file=sys.stderr)
+        sys.exit(2)

@@ -8,10 +8,18 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _SECRET_FILE = "jwt-secret"  # noqa: S105 - a file name, not a secret
+_MIN_SECRET_LENGTH = 32
+# Values people leave in place from examples; none of them may sign production tokens.
+_PLACEHOLDER_SECRETS = frozenset({"secret", "jwt-secret", "your-secret", "password"})
+_PLACEHOLDER_MARKS = ("change-me", "changeme", "change_me", "change-this", "placeholder")
+
+
+class InsecureConfiguration(ValueError):
+    """A setting that would run the service insecurely; the process refuses to start."""
 
 
 class Settings(BaseSettings):
@@ -60,6 +68,40 @@ class Settings(BaseSettings):
         ge=60,
         le=366 * 24 * 3600,
         description="Lifetime of the tokens `governance token` and `governance demo` issue.",
+    )
+    jwks_url: str | None = Field(
+        default=None,
+        description="https URL of the identity provider's JWKS: RS256/ES256 tokens it signed.",
+        json_schema_extra={"allowed": "a URL"},
+    )
+    jwks_file: Path | None = Field(
+        default=None,
+        description="A JWKS document on disk (instead of jwks_url).",
+        json_schema_extra={"allowed": "a file path"},
+    )
+    jwt_issuer: str | None = Field(
+        default=None, description="The `iss` that identity-provider tokens must carry."
+    )
+    jwt_audience: str | None = Field(
+        default=None, description="The `aud` that identity-provider tokens must name."
+    )
+    jwt_leeway_seconds: int = Field(
+        default=30, ge=0, le=300, description="Clock skew allowed on exp, nbf and iat."
+    )
+    max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, le=16 * 1024 * 1024, description="Largest request body."
+    )
+    command_rate_per_second: float = Field(
+        default=20.0, gt=0, le=10_000, description="Commands an account may send per second."
+    )
+    command_burst: int = Field(
+        default=60, ge=1, le=100_000, description="Commands an account may send at once."
+    )
+    idempotency_ttl_hours: int = Field(
+        default=24, ge=24, le=24 * 30, description="How long Idempotency-Key answers are kept."
+    )
+    database_retry_after_seconds: int = Field(
+        default=1, ge=1, le=60, description="Retry-After sent while the database is away."
     )
     host: str = Field(
         default="127.0.0.1",
@@ -235,6 +277,18 @@ class Settings(BaseSettings):
         PostgresLocation.parse(value)  # a URL without a user, a host or a database stops here
         return value
 
+    @model_validator(mode="after")
+    def _identity_provider(self) -> Settings:
+        if self.jwks_url is not None and self.jwks_file is not None:
+            raise ValueError("set jwks_url or jwks_file, not both")
+        if self.uses_jwks and (not self.jwt_issuer or not self.jwt_audience):
+            raise ValueError("a JWKS needs jwt_issuer and jwt_audience to check tokens against")
+        return self
+
+    @property
+    def uses_jwks(self) -> bool:
+        return self.jwks_url is not None or self.jwks_file is not None
+
     @property
     def uses_postgres(self) -> bool:
         return self.database_url is not None
@@ -255,7 +309,13 @@ class Settings(BaseSettings):
         return f"http://{host}:{self.port}"
 
     def resolved_jwt_secret(self) -> str:
-        """The configured secret, or (embedded default) one generated once and kept in data_dir."""
+        """The configured secret, or (embedded default) one generated once and kept in data_dir.
+
+        With PostgreSQL (a shared deployment) the secret must be configured, long and not a
+        placeholder: InsecureConfiguration otherwise.
+        """
+        if self.uses_postgres:
+            return _strong(self.jwt_secret)
         if self.jwt_secret is not None:
             return self.jwt_secret.get_secret_value()
         path = self.data_dir / _SECRET_FILE
@@ -266,6 +326,20 @@ class Settings(BaseSettings):
                 path.chmod(0o600)
                 handle.write(secrets.token_urlsafe(48))
         return path.read_text(encoding="ascii").strip()
+
+
+def _strong(secret: SecretStr | None) -> str:
+    if secret is None:
+        raise InsecureConfiguration("GOVERNANCE_JWT_SECRET must be set when PostgreSQL is used")
+    value = secret.get_secret_value()
+    folded = value.strip().lower()
+    if folded in _PLACEHOLDER_SECRETS or any(mark in folded for mark in _PLACEHOLDER_MARKS):
+        raise InsecureConfiguration("GOVERNANCE_JWT_SECRET is a placeholder; set a random one")
+    if len(value) < _MIN_SECRET_LENGTH:
+        raise InsecureConfiguration(
+            f"GOVERNANCE_JWT_SECRET must be at least {_MIN_SECRET_LENGTH} characters long"
+        )
+    return value
 
 
 class PostgresLocation:

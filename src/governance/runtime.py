@@ -7,7 +7,8 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper
@@ -15,11 +16,13 @@ from eventsourcing.persistence import ApplicationRecorder, Mapper
 from consumers import wiring as consumers
 from governance.application import GovernanceApplication
 from governance.audit.verify import chain_store
-from governance.auth import TokenCodec
+from governance.auth import IdentityProvider, JwksFile, JwksUrl, KeySource, TokenCodec
 from governance.config import Settings
 from governance.eventstore import EVENTS_TABLE, event_store_env, sqlite_events_path
 from governance.expiry import expire_stale_requests, sweep_periodically
+from governance.idempotency import IdempotencyStore
 from governance.observability.process import process_metrics
+from governance.outage import Breaker, database_breaker, guard_event_store
 from governance.relay.embedded import EmbeddedDispatcher
 from governance.relay.positions import open_positions
 from governance.state import open_state_store
@@ -61,7 +64,10 @@ class Runtime:
         # only `governance migrate` does, because processes starting together race on DDL.
         create = (not settings.uses_postgres) if create_tables is None else create_tables
         self.application = GovernanceApplication(env=event_store_env(settings, create_table=create))
-        self.views = GenerationalViewStore(view_generations(settings))
+        self.breaker = database_breaker(settings)
+        if self.breaker is not None:
+            guard_event_store(self.application.recorder, self.breaker)
+        self.views = GenerationalViewStore(view_generations(settings, self.breaker))
         if create:
             self.views.generations.ensure_live()
         self.projector = Projector(
@@ -71,16 +77,27 @@ class Runtime:
             all_projections(),
             batch_size=settings.projector_batch_size,
         )
-        self.state = open_state_store(settings)
+        # Beside the events, not in the read models: a replay's new generation of views must
+        # not forget webhook endpoints, processed marks, positions or idempotent answers.
+        self.state = open_state_store(settings, breaker=self.breaker)
+        self.idempotency = IdempotencyStore(
+            self.state, timedelta(hours=settings.idempotency_ttl_hours)
+        )
         if create:
             self.projector.create_tables()
             consumers.create_tables(self.state)
             EmbeddedDispatcher.create_table(self.state)
-        self.tokens = TokenCodec(settings.resolved_jwt_secret())
+            self.idempotency.create_table()
         self.metrics = process_metrics(self.application, self.projector)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._wakes = [self.projector.wake]
+
+    @cached_property
+    def tokens(self) -> TokenCodec:
+        """Built on first use: only processes that verify or issue tokens need the secret, and
+        there a weak one stops the process (see `Settings.resolved_jwt_secret`)."""
+        return token_codec(self.settings)
 
     def rebuilder(self, progress: Progress | None = None) -> Rebuilder:
         """What `governance replay` runs: new generations of every read model, built from zero."""
@@ -183,6 +200,22 @@ class LogFromSettings:
             application.close()
 
 
+def token_codec(settings: Settings) -> TokenCodec:
+    """Our own HS256 tokens, and the identity provider's when a JWKS is configured."""
+    secret, leeway = settings.resolved_jwt_secret(), settings.jwt_leeway_seconds
+    keys: KeySource
+    if settings.jwks_url is not None:
+        keys = JwksUrl(settings.jwks_url)
+    elif settings.jwks_file is not None:
+        keys = JwksFile(settings.jwks_file)
+    else:
+        return TokenCodec(secret, leeway)
+    assert settings.jwt_issuer and settings.jwt_audience  # the settings require both
+    return TokenCodec(
+        secret, leeway, IdentityProvider(keys, settings.jwt_issuer, settings.jwt_audience)
+    )
+
+
 def migrate(settings: Settings) -> int:
     """Create every table once: the event store's and the read models'.
 
@@ -212,10 +245,13 @@ def _create_schema(settings: Settings) -> None:
         )
 
 
-def view_generations(settings: Settings) -> Generations:
+def view_generations(settings: Settings, breaker: Breaker | None = None) -> Generations:
     """Where the read models' generations live: beside the event store, in its database."""
     if settings.database_url is None:
         return SQLiteGenerations(settings.data_dir, sqlite_events_path(settings))
     return PostgresGenerations(
-        settings.database_url, settings.database_schema, settings.database_pool_size
+        settings.database_url,
+        settings.database_schema,
+        settings.database_pool_size,
+        breaker=breaker,
     )

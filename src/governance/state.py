@@ -12,10 +12,15 @@ from pathlib import Path
 
 from governance.config import Settings
 from governance.eventstore import event_store_env
+from governance.outage import Breaker
 from projections.store import PostgresViewStore, SQLiteViewStore, ViewStore
 
 
-def open_state_store(settings: Settings, pool_size: int = 4) -> ViewStore:
+def open_state_store(
+    settings: Settings, pool_size: int = 4, breaker: Breaker | None = None
+) -> ViewStore:
     if settings.database_url is None:
         return SQLiteViewStore(Path(event_store_env(settings, create_table=False)["SQLITE_DBNAME"]))
-    return PostgresViewStore(settings.database_url, settings.database_schema, pool_size)
+    return PostgresViewStore(
+        settings.database_url, settings.database_schema, pool_size, breaker=breaker
+    )

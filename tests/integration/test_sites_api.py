@@ -223,16 +223,25 @@ def test_health_ready_and_openapi(client: TestClient) -> None:
     assert "/v1/sites/{site_id}/policy/user-installs" in paths
 
 
-def test_a_position_the_views_never_reach_is_503_with_retry_after(
-    settings: Settings, tokens: Tokens
-) -> None:
+def test_a_position_the_views_never_reach_is_503_with_retry_after(settings: Settings) -> None:
+    # No projector runs beside this runtime: its views stay behind the write made here.
     impatient = Runtime(settings.model_copy(update={"min_position_timeout": 0.2}))
     try:
         with TestClient(create_app(runtime=impatient)) as client:
-            headers = tokens.header("alice", Role.ORG_ADMIN)
-            response = client.get("/v1/orgs/acme/sites?min_position=999999999", headers=headers)
+            headers = Tokens(impatient).header("alice", Role.ORG_ADMIN)
+            written = client.put("/v1/orgs/acme/sites/s1", json={"name": "One"}, headers=headers)
+            position = written.headers["X-Event-Position"]
+            response = client.get(f"/v1/orgs/acme/sites?min_position={position}", headers=headers)
     finally:
         impatient.close()
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "1"
     assert response.json()["error"]["code"] == "read_models_behind"
+
+
+def test_a_position_ahead_of_the_log_is_422_at_once(client: TestClient, tokens: Tokens) -> None:
+    position = register(client, tokens)
+    headers = tokens.header("alice", Role.ORG_ADMIN)
+    response = client.get(f"/v1/orgs/acme/sites?min_position={position + 1000}", headers=headers)
+    assert response.status_code == 422
+    assert "min_position" in response.json()["error"]["message"]

@@ -7,6 +7,9 @@ from fastapi import FastAPI
 
 from governance import web
 from governance.api.errors import install_error_handlers
+from governance.api.idempotency import Idempotency
+from governance.api.idempotency import document as document_idempotency_key
+from governance.api.limits import BodyLimit, CommandRateLimit, TokenBuckets
 from governance.api.routes import (
     app_lists,
     app_requests,
@@ -58,6 +61,20 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(metrics.router)
     app.include_router(audit.router)
     app.include_router(web.router)
+    # Innermost first: the key is checked after the rate limit, the rate after the size cap.
+    app.add_middleware(
+        Idempotency,
+        store=live.idempotency,
+        tokens=live.tokens,
+        max_body=live.settings.max_body_bytes,
+    )
+    app.add_middleware(
+        CommandRateLimit,
+        tokens=live.tokens,
+        buckets=TokenBuckets(live.settings.command_rate_per_second, live.settings.command_burst),
+    )
+    app.add_middleware(BodyLimit, max_bytes=live.settings.max_body_bytes)
+    document_idempotency_key(app)
     # The request id, the request metrics and the access log (see governance.observability).
     app.add_middleware(ObservedRequests, metrics=live.metrics)
     return app

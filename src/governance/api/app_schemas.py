@@ -5,11 +5,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from governance.api.schemas import AppId, Reason, Request, Scope
+from governance.api.schemas import TEXT_PATTERN, AppId, Reason, Request, Scope
 
-AppName = Annotated[str, Field(min_length=1, max_length=200)]
+AppName = Annotated[str, Field(min_length=1, max_length=200, pattern=TEXT_PATTERN)]
 Scopes = Annotated[list[Scope], Field(max_length=100)]
-RequiredReason = Annotated[str, Field(min_length=1, max_length=500)]
+RequiredReason = Annotated[str, Field(min_length=1, max_length=500, pattern=TEXT_PATTERN)]
 ExistingInstalls = Literal["keep", "remove"]
 
 _EXISTING = (
@@ -56,7 +56,7 @@ class AppRequestCreate(Request):
     app_id: AppId
     app_name: AppName
     scopes: Scopes = Field(default_factory=list)
-    justification: Annotated[str, Field(min_length=1, max_length=1000)]
+    justification: Annotated[str, Field(min_length=1, max_length=1000, pattern=TEXT_PATTERN)]
 
 
 class AppRequestCreated(BaseModel):

@@ -6,6 +6,7 @@ from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from governance.api.errors import ApiError
+from governance.api.params import MAX_POSITION
 from governance.application import GovernanceApplication
 from governance.auth import InvalidToken, Principal
 from governance.domain.actor import Actor
@@ -61,11 +62,25 @@ def caught_up_views(
     runtime: RuntimeDep,
     min_position: Annotated[
         int | None,
-        Query(ge=0, description="Wait until the read models include this log position."),
+        Query(
+            ge=0,
+            le=MAX_POSITION,
+            description="Wait until the read models include this log position.",
+        ),
     ] = None,
 ) -> ViewStore:
     """The read models, once they include `min_position` (read-your-writes after a command)."""
     if min_position is not None:
+        head = runtime.application.head_position()
+        if min_position > head:
+            # No write ever answered with this position: waiting for it would only time out.
+            message = f"the log has not reached position {min_position} (it is at {head})"
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"min_position: {message}",
+                details=[{"field": "min_position", "message": message}],
+            )
         timeout = runtime.settings.min_position_timeout
         if not runtime.projector.wait_for(min_position, timeout):
             raise ApiError(

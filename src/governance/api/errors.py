@@ -14,7 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from governance.auth import InvalidToken
+from governance.api.schemas import TEXT_PATTERN
+from governance.auth import InvalidToken, KeysUnavailable
 from governance.domain.errors import (
     AppIsBlocked,
     AppNotConnected,
@@ -27,6 +28,7 @@ from governance.domain.errors import (
     SiteNotFound,
     StalePolicyVersion,
 )
+from governance.outage import DatabaseUnavailable
 
 
 class ApiError(Exception):
@@ -117,6 +119,8 @@ def _describe(error: Any) -> dict[str, str]:
         return {"field": "body", "message": "the body is not valid JSON"}
     if error.get("type") == "extra_forbidden":
         return {"field": field, "message": f"{field}: unknown field, remove it"}
+    if error.get("ctx", {}).get("pattern") == TEXT_PATTERN:
+        return {"field": field, "message": f"{field}: control characters are not allowed"}
     return {"field": field, "message": f"{field}: {error.get('msg', 'invalid value')}"}
 
 
@@ -131,11 +135,22 @@ async def _conflict(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+    # Never the driver's message: it may name hosts and users; the log has the detail.
+    retry_after = exc.retry_after if isinstance(exc, DatabaseUnavailable) else 1
     return _respond(
         503,
         "unavailable",
-        "the event store is not reachable right now; retry shortly",
-        {"Retry-After": "1"},
+        "the database is not reachable right now; retry shortly",
+        {"Retry-After": str(int(retry_after))},
+    )
+
+
+async def _keys_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    return _respond(
+        503,
+        "identity_provider_unavailable",
+        "the identity provider's signing keys cannot be fetched right now; retry shortly",
+        {"Retry-After": "5"},
     )
 
 
@@ -143,10 +158,12 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(InvalidToken, _invalid_token)
+    app.add_exception_handler(KeysUnavailable, _keys_unavailable)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(IntegrityError, _conflict)
     for outage in (
+        DatabaseUnavailable,
         OperationalError,
         InterfaceError,
         psycopg.OperationalError,

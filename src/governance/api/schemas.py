@@ -5,7 +5,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Reason = Annotated[str, Field(max_length=500)]
+# Free text is stored in events and views and shown to people: no control characters (PostgreSQL
+# refuses NUL outright), and lone surrogates are refused by pydantic itself.
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+Reason = Annotated[str, Field(max_length=500, pattern=TEXT_PATTERN)]
 
 
 class Request(BaseModel):
@@ -13,7 +16,7 @@ class Request(BaseModel):
 
 
 class SiteRegistration(Request):
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=TEXT_PATTERN)]
 
 
 class SitePublic(BaseModel):
@@ -63,12 +66,12 @@ class ErrorBody(BaseModel):
 
 # Identifiers appear in URLs, logs and Kafka keys: keep them to a safe alphabet.
 AppId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
-Scope = Annotated[str, Field(min_length=1, max_length=200)]
+Scope = Annotated[str, Field(min_length=1, max_length=200, pattern=TEXT_PATTERN)]
 
 
 class InstallRequest(Request):
     app_id: AppId
-    app_name: Annotated[str, Field(min_length=1, max_length=200)]
+    app_name: Annotated[str, Field(min_length=1, max_length=200, pattern=TEXT_PATTERN)]
     scopes: Annotated[list[Scope], Field(max_length=100)] = []
 
 

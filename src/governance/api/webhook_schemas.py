@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from governance.api.schemas import TEXT_PATTERN
 from governance.published import CLOUDEVENT_TYPE_PREFIX, EVENT_TYPES
 
 KNOWN_TYPES = sorted(CLOUDEVENT_TYPE_PREFIX + suffix for _, suffix in EVENT_TYPES.values())
@@ -14,7 +15,12 @@ KNOWN_TYPES = sorted(CLOUDEVENT_TYPE_PREFIX + suffix for _, suffix in EVENT_TYPE
 class WebhookCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: Annotated[str, Field(min_length=1, max_length=2000, description="http:// or https://")]
+    url: Annotated[
+        str,
+        Field(
+            min_length=1, max_length=2000, pattern=r"^[!-~]+$", description="http:// or https://"
+        ),
+    ]
     event_types: Annotated[
         list[str],
         Field(min_length=1, max_length=50, description="CloudEvents types to deliver"),
@@ -24,10 +30,11 @@ class WebhookCreate(BaseModel):
         Field(
             min_length=16,
             max_length=256,
+            pattern=TEXT_PATTERN,
             description="Key of the X-Governance-Signature HMAC-SHA256; never shown again",
         ),
     ]
-    description: Annotated[str | None, Field(max_length=200)] = None
+    description: Annotated[str | None, Field(max_length=200, pattern=TEXT_PATTERN)] = None
 
     @field_validator("url")
     @classmethod

@@ -10,6 +10,7 @@ from kafka import KafkaProducer
 from governance.application import GovernanceApplication
 from governance.config import Settings
 from governance.eventstore import EVENTS_TABLE, event_store_env
+from governance.outage import database_breaker, guard_event_store
 from governance.relay.positions import open_positions
 from governance.relay.publisher import Relay, Topics
 from governance.relay.topics import ensure_topics
@@ -49,7 +50,11 @@ class RelayProcess:
         self.application = GovernanceApplication(
             env=event_store_env(settings, create_table=embedded)
         )
-        self.positions = open_positions(settings)
+        # While PostgreSQL is away, reads fail at once and the relay's own backoff waits.
+        breaker = database_breaker(settings)
+        if breaker is not None:
+            guard_event_store(self.application.recorder, breaker)
+        self.positions = open_positions(settings, breaker)
         if embedded:
             self.positions.create_table()
         self.relay = Relay(

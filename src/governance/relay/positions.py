@@ -7,6 +7,7 @@ that dies resumes at the first event not known to be delivered (at-least-once).
 from __future__ import annotations
 
 from governance.config import Settings
+from governance.outage import Breaker
 from governance.state import open_state_store
 from projections.store import ViewStore
 
@@ -46,6 +47,8 @@ class PositionStore:
         self._store.close()
 
 
-def open_positions(settings: Settings) -> PositionStore:
+def open_positions(settings: Settings, breaker: Breaker | None = None) -> PositionStore:
     """The relay's positions beside the events: the SQLite event file, or the PostgreSQL schema."""
-    return PositionStore(open_state_store(settings, pool_size=2), settings.events_topic)
+    return PositionStore(
+        open_state_store(settings, pool_size=2, breaker=breaker), settings.events_topic
+    )

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Form, Request, Response
 from governance.api.access import require_reader
 from governance.api.deps import Governance, RuntimeDep, Views
 from governance.api.params import CaseIdPath, SiteId
+from governance.api.schemas import TEXT_PATTERN
 from governance.api.usecases import decide_case, viewed_site_org
 from governance.domain.site import ExistingUserInstalls
 from governance.web.pages import PageActor, PagePrincipal, PageRoute, redirect, render
@@ -52,7 +53,7 @@ def decide(
     by: PageActor,
     governance: Governance,
     outcome: Annotated[Literal["approve", "deny", "block"], Form()],
-    reason: Annotated[str, Form(max_length=500)] = "",
+    reason: Annotated[str, Form(max_length=500, pattern=TEXT_PATTERN)] = "",
 ) -> Response:
     """Approve (every requested scope), deny or block one case, from its row in the queue."""
     result, _ = decide_case(

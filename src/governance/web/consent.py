@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from governance.api.deps import Governance, Views
 from governance.api.errors import ApiError
 from governance.api.params import SiteIdQuery
-from governance.api.schemas import InstallRequest
+from governance.api.schemas import TEXT_PATTERN, InstallRequest
 from governance.api.usecases import consent_for, install_for, request_app_for
 from governance.web.pages import PageActor, PagePrincipal, PageRoute, redirect, render
 
@@ -95,7 +95,7 @@ def request_access(
     by: PageActor,
     asked: Asked,
     governance: Governance,
-    justification: Annotated[str, Form(max_length=1000)] = "",
+    justification: Annotated[str, Form(max_length=1000, pattern=TEXT_PATTERN)] = "",
 ) -> Response:
     """Ask the site's admins for the app instead of installing it (when the rule allows that)."""
     if not justification.strip():

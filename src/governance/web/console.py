@@ -10,6 +10,7 @@ from governance.api.access import require_admin, require_admin_or_auditor
 from governance.api.deps import Governance, RuntimeDep, Views
 from governance.api.errors import ApiError, not_found
 from governance.api.params import AppIdPath, SiteId
+from governance.api.schemas import TEXT_PATTERN
 from governance.api.usecases import (
     change_user_installs,
     remove_connected_app,
@@ -23,7 +24,8 @@ from projections import policy as policy_view
 
 router = APIRouter(prefix="/admin/sites", route_class=PageRoute)
 
-Reason = Annotated[str, Form(max_length=500)]
+# Stored on events and shown in views: no control characters (PostgreSQL refuses NUL outright).
+Reason = Annotated[str, Form(max_length=500, pattern=TEXT_PATTERN)]
 
 
 def apps_page(site_id: str, position: int) -> str:

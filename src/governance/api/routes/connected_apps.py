@@ -6,7 +6,15 @@ from fastapi import APIRouter, Query, Response
 
 from governance.api.access import require_admin_or_auditor
 from governance.api.deps import CurrentActor, CurrentPrincipal, RuntimeDep, Views
-from governance.api.params import AppIdPath, AsOf, Since, SiteId, Until, check_period
+from governance.api.params import (
+    MAX_POSITION,
+    AppIdPath,
+    AsOf,
+    Since,
+    SiteId,
+    Until,
+    check_period,
+)
 from governance.api.schemas import (
     ConnectedAppList,
     ConnectedAppPublic,
@@ -57,7 +65,9 @@ def site_history(
     site_id: SiteId,
     principal: CurrentPrincipal,
     views: Views,
-    after: Annotated[int, Query(ge=0, description="Return entries after this position")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_POSITION, description="Return entries after this position")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     since: Since = None,
     until: Until = None,
