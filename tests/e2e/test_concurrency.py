@@ -21,7 +21,9 @@ import jwt
 from governance.application import GovernanceApplication
 from governance.config import Settings
 from governance.eventstore import event_store_env
-from projections.store import PostgresViewStore, SQLiteViewStore, ViewStore
+from governance.runtime import view_generations
+from projections.generations import GenerationalViewStore
+from projections.store import ViewStore
 from tests.e2e.conftest import Service
 from tests.views import dump_store, replayed_views
 
@@ -220,9 +222,8 @@ def read_history(http: httpx2.Client, auditor: dict[str, str]) -> list[dict[str,
 
 
 def view_store(settings: Settings) -> ViewStore:
-    if settings.database_url is None:
-        return SQLiteViewStore(settings.data_dir / "views.sqlite")
-    return PostgresViewStore(settings.database_url, settings.database_schema, pool_size=2)
+    """The live generation of the read models the server under test wrote."""
+    return GenerationalViewStore(view_generations(settings))
 
 
 def settings_of(service: Service) -> Settings:
