@@ -5,8 +5,9 @@
 The log is written once with the real domain and recorder (bench/generate.py) and kept for later
 runs: SQLite under var/bench/, PostgreSQL in the schema bench_<events> of DATABASE_URL. Each round
 reads the whole log raw with `recorder.select_notifications` (the baseline), then replays it into
-a new generation; the medians are printed with their ratio, and the CPU seconds this process spent
-(the database server's work on PostgreSQL is not in them).
+a new generation; the medians are printed with their ratio. Each round also prints the load
+average around it (other processes on the machine slow it down) and the CPU seconds the replay
+used in this process and in its worker processes (the PostgreSQL server's are not counted).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import statistics
 import time
 from dataclasses import dataclass
@@ -32,7 +34,9 @@ class Round:
     read_rate: float
     rebuild_rate: float
     rebuild_seconds: float
-    rebuild_cpu: float
+    parent_cpu: float
+    workers_cpu: float
+    load: tuple[float, float]
 
 
 def settings_for(backend: str, events: int) -> Settings:
@@ -75,12 +79,25 @@ def read_raw(runtime: Runtime) -> tuple[int, float]:
     return count, time.perf_counter() - started
 
 
+def _children_cpu() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
 def one_round(runtime: Runtime) -> Round:
     count, read_seconds = read_raw(runtime)
-    started, cpu = time.perf_counter(), time.process_time()
+    load = os.getloadavg()[0]
+    started, cpu, children = time.perf_counter(), time.process_time(), _children_cpu()
     runtime.rebuilder().replay()
     seconds = time.perf_counter() - started
-    return Round(count / read_seconds, count / seconds, seconds, time.process_time() - cpu)
+    return Round(
+        count / read_seconds,
+        count / seconds,
+        seconds,
+        time.process_time() - cpu,
+        _children_cpu() - children,
+        (load, os.getloadavg()[0]),
+    )
 
 
 def machine() -> str:
@@ -112,8 +129,9 @@ def main() -> None:
                 rounds.append(done)
                 print(
                     f"  round {n + 1}: raw read {done.read_rate:,.0f} events/s,"
-                    f" rebuild {done.rebuild_rate:,.0f} events/s ({done.rebuild_seconds:.1f} s,"
-                    f" {done.rebuild_cpu:.1f} s CPU here)",
+                    f" rebuild {done.rebuild_rate:,.0f} events/s ({done.rebuild_seconds:.1f} s;"
+                    f" CPU {done.parent_cpu:.1f} s here + {done.workers_cpu:.1f} s in workers;"
+                    f" load {done.load[0]:.1f} -> {done.load[1]:.1f})",
                     flush=True,
                 )
             results.append((backend, rounds))
