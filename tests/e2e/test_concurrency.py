@@ -21,7 +21,8 @@ import jwt
 from governance.application import GovernanceApplication
 from governance.config import Settings
 from governance.eventstore import event_store_env
-from projections.store import PostgresViewStore, SQLiteViewStore, ViewStore
+from governance.runtime import view_generations
+from projections.generations import GenerationalViewStore
 from tests.e2e.conftest import Service
 from tests.views import dump_store, replayed_views
 
@@ -170,7 +171,7 @@ def test_fifty_clients_on_one_site(service: Service, tmp_path: Path) -> None:
 
     settings = settings_of(service)
     application = GovernanceApplication(env=event_store_env(settings, create_table=False))
-    live = view_store(settings)
+    live = GenerationalViewStore(view_generations(settings))  # the live generation
     try:
         assert dump_store(live) == replayed_views(
             application.recorder, application.mapper, tmp_path / "replay.sqlite"
@@ -217,12 +218,6 @@ def read_history(http: httpx2.Client, auditor: dict[str, str]) -> list[dict[str,
         if page["next_after"] is None:
             return entries
         after = page["next_after"]
-
-
-def view_store(settings: Settings) -> ViewStore:
-    if settings.database_url is None:
-        return SQLiteViewStore(settings.data_dir / "views.sqlite")
-    return PostgresViewStore(settings.database_url, settings.database_schema, pool_size=2)
 
 
 def settings_of(service: Service) -> Settings:
