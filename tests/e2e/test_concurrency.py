@@ -23,7 +23,6 @@ from governance.config import Settings
 from governance.eventstore import event_store_env
 from governance.runtime import view_generations
 from projections.generations import GenerationalViewStore
-from projections.store import ViewStore
 from tests.e2e.conftest import Service
 from tests.views import dump_store, replayed_views
 
@@ -172,7 +171,7 @@ def test_fifty_clients_on_one_site(service: Service, tmp_path: Path) -> None:
 
     settings = settings_of(service)
     application = GovernanceApplication(env=event_store_env(settings, create_table=False))
-    live = view_store(settings)
+    live = GenerationalViewStore(view_generations(settings))  # the live generation
     try:
         assert dump_store(live) == replayed_views(
             application.recorder, application.mapper, tmp_path / "replay.sqlite"
@@ -219,11 +218,6 @@ def read_history(http: httpx2.Client, auditor: dict[str, str]) -> list[dict[str,
         if page["next_after"] is None:
             return entries
         after = page["next_after"]
-
-
-def view_store(settings: Settings) -> ViewStore:
-    """The live generation of the read models the server under test wrote."""
-    return GenerationalViewStore(view_generations(settings))
 
 
 def settings_of(service: Service) -> Settings:

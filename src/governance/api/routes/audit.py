@@ -6,8 +6,13 @@ from fastapi import APIRouter, Depends, Query
 
 from governance.api.deps import CurrentPrincipal, Governance, RuntimeDep, Views
 from governance.api.errors import ApiError, forbidden
-from governance.api.params import Since, Until, check_period
-from governance.api.schemas import AuditEventPublic, AuditPage, ChainVerification
+from governance.api.params import MAX_POSITION, Since, Until, check_period
+from governance.api.schemas import (
+    TEXT_PATTERN,
+    AuditEventPublic,
+    AuditPage,
+    ChainVerification,
+)
 from governance.audit.trail import records_at
 from governance.audit.verify import Head, chain_store, verify
 from governance.auth import Principal, Role
@@ -42,9 +47,10 @@ def _filter(
     principal: Auditor,
     site_id: Annotated[str | None, Query(min_length=1, max_length=128, pattern=_ID)] = None,
     event_type: Annotated[
-        str | None, Query(alias="type", description=f"One of: {', '.join(_TYPES)}")
+        str | None,
+        Query(alias="type", max_length=100, description=f"One of: {', '.join(_TYPES)}"),
     ] = None,
-    actor: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    actor: Annotated[str | None, Query(min_length=1, max_length=200, pattern=TEXT_PATTERN)] = None,
     since: Since = None,
     until: Until = None,
 ) -> AuditFilter:
@@ -61,7 +67,9 @@ def list_events(
     where: Annotated[AuditFilter, Depends(_filter)],
     views: Views,
     governance: Governance,
-    after: Annotated[int, Query(ge=0, description="Return events after this position")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_POSITION, description="Return events after this position")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPage:
     """The organization's events in log order, a page at a time: pass `next_after` back."""
@@ -81,7 +89,9 @@ def verify_log(
     runtime: RuntimeDep,
     head: Annotated[
         str | None,
-        Query(description="A head published earlier, HASH@POSITION, to compare with"),
+        Query(
+            max_length=200, description="A head published earlier, HASH@POSITION, to compare with"
+        ),
     ] = None,
 ) -> ChainVerification:
     """Recompute the hash chain over the whole stored log (every organization's events)."""
