@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service as DriverService
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.e2e.conftest import Service, service
@@ -62,6 +62,23 @@ def chrome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
         yield driver
     finally:
         driver.quit()
+
+
+def _replaced(element: WebElement) -> Callable[[WebDriver], bool]:
+    """Whether the document `element` belonged to was replaced by the next page.
+
+    Chromium sometimes answers a question about a node of a replaced document with an inspector
+    error ("does not belong to the document") instead of a stale-element error: both mean gone.
+    """
+
+    def gone(_: WebDriver) -> bool:
+        try:
+            element.is_enabled()
+        except WebDriverException:  # StaleElementReferenceException is one of them
+            return True
+        return False
+
+    return gone
 
 
 class Page:
@@ -113,7 +130,7 @@ class Page:
             control.send_keys(*keys)
         else:
             control.click()
-        WebDriverWait(self.driver, 15).until(staleness_of(before))
+        WebDriverWait(self.driver, 15).until(_replaced(before))
         WebDriverWait(self.driver, 15).until(
             lambda d: d.execute_script("return document.readyState") == "complete"
         )
