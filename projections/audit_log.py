@@ -45,15 +45,16 @@ class AuditLogProjection(Projection):
     rebuild_weight = 1.0
     partitioned = True
     tables = (
+        # Keyed by organization first: every query names one, so the key is the org index.
         """CREATE TABLE IF NOT EXISTS audit_log (
-            position BIGINT PRIMARY KEY,
             org_id TEXT NOT NULL,
+            position BIGINT NOT NULL,
             site_id TEXT NOT NULL,
             type TEXT NOT NULL,
             actor TEXT NOT NULL,
-            occurred_at BIGINT NOT NULL
+            occurred_at BIGINT NOT NULL,
+            PRIMARY KEY (org_id, position)
         )""",
-        "CREATE INDEX IF NOT EXISTS audit_log_org ON audit_log (org_id, position)",
         "CREATE INDEX IF NOT EXISTS audit_log_site ON audit_log (org_id, site_id, position)",
         "CREATE INDEX IF NOT EXISTS audit_log_type ON audit_log (org_id, type, position)",
         "CREATE INDEX IF NOT EXISTS audit_log_actor ON audit_log (org_id, actor, position)",

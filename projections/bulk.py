@@ -111,6 +111,7 @@ class SQLiteBulkTarget(BulkTarget):
             "PRAGMA locking_mode=EXCLUSIVE",
             "PRAGMA cache_size=-262144",
             "PRAGMA temp_store=MEMORY",
+            "PRAGMA threads=4",  # helper threads for the sorts behind CREATE INDEX
         ):
             self._conn.execute(pragma)
         self._conn.execute("BEGIN")

@@ -162,7 +162,8 @@ class SealingPostgresRecorder(PostgresApplicationRecorder):
     def select_raw(self, after: int, limit: int, stop: int) -> list[RawRow]:
         """Plain rows (position, originator id, version, topic, state): a replay's fast read."""
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
-            curs.execute(self._select_raw, (after, stop, limit), prepare=True)
+            # Binary results: the state arrives as bytes, not hex to decode (half the CPU).
+            curs.execute(self._select_raw, (after, stop, limit), prepare=True, binary=True)
             return curs.fetchall()
 
     def select_notifications_at(self, positions: Sequence[int]) -> list[Notification]:
