@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
-
-from eventsourcing.persistence import JSONTranscoder, Mapper
 
 from governance.config import Settings
 
@@ -49,44 +45,3 @@ def event_store_env(settings: Settings, *, create_table: bool) -> dict[str, str]
         "APPLICATION_RECORDER_TOPIC": POSTGRES_RECORDER_TOPIC,
         "CREATE_TABLE": flag,
     }
-
-
-class FlatJSONTranscoder(JSONTranscoder):
-    """The library's JSON transcoder, decoding flat event states without a Python call per object.
-
-    The library decodes with an `object_hook` that turns {"_type_": name, "_data_": data} back
-    into a UUID, a datetime...; it runs for every JSON object. Our events are flat: custom values
-    sit at the top level with string data. Those are decoded here after one plain (C) parse;
-    anything else (a nested object, a list holding objects, an unknown type) is handed to the
-    library's own decoder, so the result is always the library's. A replay decodes every event
-    with it (measured: about half the decoding time); `tests/unit/test_flat_decoding.py` compares.
-    """
-
-    def __init__(self, like: JSONTranscoder) -> None:
-        super().__init__()
-        self.types, self.names = like.types, like.names  # the same registered transcodings
-        self._plain = json.JSONDecoder()
-
-    def decode(self, data: bytes) -> Any:
-        state = self._plain.decode(data.decode("utf8"))
-        if type(state) is not dict:
-            return super().decode(data)
-        for key, value in state.items():
-            kind = type(value)
-            if kind is dict:
-                custom = self.names.get(value.get("_type_")) if len(value) == 2 else None
-                payload = value.get("_data_")
-                if custom is None or type(payload) is not str:
-                    return super().decode(data)
-                state[key] = custom.decode(payload)
-            elif kind is list and any(type(item) in (dict, list) for item in value):
-                return super().decode(data)
-        return state
-
-
-def fast_mapper(mapper: Mapper[Any]) -> Mapper[Any]:
-    """The same mapper, decoding with FlatJSONTranscoder when the states are plain JSON."""
-    transcoder = mapper.transcoder
-    if type(transcoder) is not JSONTranscoder or mapper.cipher or mapper.compressor:
-        return mapper
-    return type(mapper)(transcoder=FlatJSONTranscoder(transcoder))

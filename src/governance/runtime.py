@@ -18,12 +18,7 @@ from governance.application import GovernanceApplication
 from governance.audit.verify import chain_store
 from governance.auth import IdentityProvider, JwksFile, JwksUrl, KeySource, TokenCodec
 from governance.config import Settings
-from governance.eventstore import (
-    EVENTS_TABLE,
-    event_store_env,
-    fast_mapper,
-    sqlite_events_path,
-)
+from governance.eventstore import EVENTS_TABLE, event_store_env, sqlite_events_path
 from governance.expiry import expire_stale_requests, sweep_periodically
 from governance.idempotency import IdempotencyStore
 from governance.observability.process import process_metrics
@@ -109,7 +104,7 @@ class Runtime:
         rebuilder = Rebuilder(
             self.views.generations,
             self.application.recorder,
-            fast_mapper(self.application.mapper),
+            self.application.mapper,
             all_projections(),
             batch_size=self.settings.projector_batch_size,
             workers=self.settings.replay_workers or os.cpu_count() or 1,
@@ -200,7 +195,7 @@ class LogFromSettings:
         env = event_store_env(self.settings, create_table=False)
         application = GovernanceApplication(env=env)
         try:
-            yield application.recorder, fast_mapper(application.mapper)
+            yield application.recorder, application.mapper
         finally:
             application.close()
 
