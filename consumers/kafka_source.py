@@ -4,6 +4,10 @@ A partition's records are processed in order. When one cannot be processed now, 
 rewound to it and retried after a backoff, so nothing after it overtakes it. Offsets are
 committed only up to what was processed; a crash before the commit redelivers those records,
 and the processor drops them by event id.
+
+Its lag (end offset minus committed offset, per partition) is measured by the polling thread
+after each poll, from what the consumer already knows (the highwater mark of the last fetch and
+the offsets committed here): no broker round trip per scrape.
 """
 
 from __future__ import annotations
@@ -14,14 +18,16 @@ from typing import Any
 
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata
+from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from consumers.cloudevents import InvalidEvent, parse
-from consumers.processing import STORE_ERRORS, Processor, ReactionFailed
+from consumers.processing import STORE_ERRORS, Outcome, Processor, ReactionFailed
 
 log = logging.getLogger(__name__)
 
 RETRYABLE: tuple[type[Exception], ...] = (ReactionFailed, *STORE_ERRORS)
+# (group, topic, partition) -> messages not yet processed and committed.
+Lag = dict[tuple[str, ...], float]
 
 
 def open_consumer(bootstrap_servers: str, topic: str, group_id: str, stop: threading.Event) -> Any:
@@ -54,6 +60,9 @@ class KafkaSource:
         self.processor = processor
         self.retry_max = retry_max
         self._backoff = 0.2
+        self._committed: dict[TopicPartition, int] = {}
+        # Replaced whole after each poll, so the metrics thread reads one consistent snapshot.
+        self.lag: Lag = {}
 
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set, finishing the records in hand first."""
@@ -62,6 +71,7 @@ class KafkaSource:
             failed = False
             for partition, records in batch.items():
                 failed |= self._process(partition, records)
+            self._measure()
             if failed:
                 stop.wait(self._backoff)
                 self._backoff = min(self._backoff * 2, self.retry_max)
@@ -78,6 +88,7 @@ class KafkaSource:
             except InvalidEvent as error:
                 # Not a CloudEvent of our contract: no retry can help; say so and go on.
                 log.error("skipping %s offset %s: %s", partition, record.offset, error)
+                self.processor.report(Outcome.INVALID)
             except RETRYABLE as error:
                 log.warning(
                     "%s will retry %s offset %s: %s",
@@ -97,10 +108,38 @@ class KafkaSource:
     def _commit(self, partition: Any, offset: int) -> None:
         try:
             self.consumer.commit({partition: OffsetAndMetadata(offset, "", -1)})
+            self._committed[partition] = offset
         except KafkaError as error:
             # E.g. the partition moved to another member: it gets the records again, and drops
             # the ones processed here by their ids.
             log.warning("commit of %s at %s failed: %s", partition, offset, error)
+
+    def _measure(self) -> None:
+        """Each assigned partition's end offset minus its committed offset; before this member
+        commits one, its position, which starts at the group's committed offset."""
+        group = str(self.consumer.config["group_id"])
+        assigned = self.consumer.assignment()
+        # A partition that moves away and back may have been committed further by another member.
+        self._committed = {p: o for p, o in self._committed.items() if p in assigned}
+        lag: Lag = {}
+        for partition in assigned:
+            end = self.consumer.highwater(partition)  # known once a fetch has answered
+            if end is None:
+                continue
+            done = self._committed.get(partition)
+            if done is None:
+                done = self._position(partition)
+            if done is None:
+                continue
+            lag[(group, partition.topic, str(partition.partition))] = float(max(end - done, 0))
+        self.lag = lag
+
+    def _position(self, partition: TopicPartition) -> int | None:
+        try:
+            position: int | None = self.consumer.position(partition, timeout_ms=1000)
+        except KafkaError:
+            return None
+        return position
 
     def close(self) -> None:
         self.consumer.close(autocommit=False)

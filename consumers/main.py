@@ -8,6 +8,7 @@ from consumers.kafka_source import KafkaSource, open_consumer
 from consumers.wiring import build
 from governance.auth import TokenCodec
 from governance.config import Settings
+from governance.observability.consumers import consumer_metrics
 from governance.outage import database_breaker
 from governance.state import open_state_store
 
@@ -28,6 +29,7 @@ class ConsumerProcess:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.source: KafkaSource | None = None
+        self.metrics = consumer_metrics(self.consumer.processor, lambda: self.source)
 
     def run(self) -> None:
         """Consume until `close_soon()`: the records in hand are finished and committed first."""

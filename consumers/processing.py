@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from enum import StrEnum
 from typing import Protocol
 
 from psycopg import Error as PostgresError
@@ -39,6 +40,20 @@ TABLES: Sequence[str] = (
         PRIMARY KEY (consumer, event_id)
     )""",
 )
+
+
+class Outcome(StrEnum):
+    """What became of one event given to a consumer (the label of its /metrics counter)."""
+
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"  # applied before: dropped by its id
+    IGNORED = "ignored"  # not a type the reaction wants
+    INVALID = "invalid"  # not a CloudEvent of the contract: skipped, never retried
+    FAILED = "failed"  # not applied now: retried later, nothing after it overtakes it
+
+
+# Told the consumer's name and an event's outcome (the process counts them for /metrics).
+OutcomeObserver = Callable[[str, Outcome], None]
 
 
 class ReactionFailed(Exception):
@@ -73,6 +88,7 @@ class Processor:
         self.store = store
         self.reaction = reaction
         self._after_commit = after_commit
+        self.observers: list[OutcomeObserver] = []
 
     @property
     def name(self) -> str:
@@ -85,8 +101,23 @@ class Processor:
 
     def process(self, event: CloudEvent) -> bool:
         """Apply the event unless it was already; return whether this call applied it."""
-        if not self.reaction.wants(event) or self.processed(event["id"]):
-            return False
+        try:
+            outcome = self._apply(event)
+        except Exception:
+            self.report(Outcome.FAILED)
+            raise
+        self.report(outcome)
+        return outcome is Outcome.APPLIED
+
+    def report(self, outcome: Outcome) -> None:
+        for observer in self.observers:
+            observer(self.name, outcome)
+
+    def _apply(self, event: CloudEvent) -> Outcome:
+        if not self.reaction.wants(event):
+            return Outcome.IGNORED
+        if self.processed(event["id"]):
+            return Outcome.DUPLICATE
         effect = self.reaction.react(event)
         with self.store.transaction() as tx:
             inserted = tx.execute(
@@ -96,9 +127,11 @@ class Processor:
             )
             if inserted:
                 effect(tx)
-        if inserted and self._after_commit is not None:
+        if not inserted:
+            return Outcome.DUPLICATE  # applied meanwhile by another member of the group
+        if self._after_commit is not None:
             self._after_commit()
-        return bool(inserted)
+        return Outcome.APPLIED
 
     def processed(self, event_id: str) -> bool:
         with self.store.read() as tx:

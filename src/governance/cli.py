@@ -18,8 +18,7 @@ from governance.observability.logs import configure_logging
 from governance.observability.shutdown import exit_cleanly_on_sigterm, on_stop_signals
 
 if TYPE_CHECKING:
-    from governance.observability.metrics import MetricsServer
-    from governance.runtime import Runtime
+    from governance.observability.metrics import Metrics, MetricsServer
 
 # Tracebacks never show local variables: they may hold the settings, and so the secrets.
 cli = typer.Typer(
@@ -82,12 +81,16 @@ def migrate() -> None:
         typer.echo(f"sealed {adopted} events stored before the hash chain existed")
 
 
+MetricsPort = Annotated[
+    int | None,
+    typer.Option(
+        help="Serve /metrics here, 0 for any free port (default: GOVERNANCE_METRICS_PORT)"
+    ),
+]
+
+
 @cli.command()
-def project(
-    metrics_port: Annotated[
-        int | None, typer.Option(help="Serve /metrics here (default: GOVERNANCE_METRICS_PORT)")
-    ] = None,
-) -> None:
+def project(metrics_port: MetricsPort = None) -> None:
     """Run the projector as its own process, until SIGTERM or SIGINT."""
     from governance.runtime import Runtime
 
@@ -95,7 +98,7 @@ def project(
     _logging(settings)
     runtime = Runtime(settings)
     try:
-        metrics = _serve_metrics(runtime, metrics_port)
+        metrics = _serve_metrics(runtime.metrics, settings, metrics_port)
     except typer.Exit:
         runtime.close()
         raise
@@ -104,23 +107,19 @@ def project(
     try:
         runtime.run_projector()
     finally:
-        if metrics is not None:
-            metrics.close()
+        metrics.close()
         runtime.close()
 
 
-def _serve_metrics(runtime: Runtime, port: int | None) -> MetricsServer | None:
-    """A worker's own /metrics listener (none for port 0), or one line saying why not."""
-    settings = runtime.settings
+def _serve_metrics(metrics: Metrics, settings: Settings, port: int | None) -> MetricsServer:
+    """A worker's own /metrics listener, or one line saying why not."""
     port = settings.metrics_port if port is None else port
-    if port == 0:
-        return None
     try:
-        return runtime.metrics.serve(settings.host, port)
+        return metrics.serve(settings.host, port)
     except OSError as error:
         typer.echo(
             f"metrics: cannot listen on {settings.host}:{port} ({error.strerror});"
-            " set GOVERNANCE_METRICS_PORT to a free port, or 0 for none",
+            " set GOVERNANCE_METRICS_PORT (or --metrics-port) to a free port, or 0 for any",
             err=True,
         )
         raise typer.Exit(2) from None
@@ -150,22 +149,30 @@ def _kafka_settings() -> Settings:
 
 
 @cli.command()
-def relay() -> None:
+def relay(metrics_port: MetricsPort = None) -> None:
     """Publish the event log to Kafka (CloudEvents), until SIGTERM or SIGINT."""
     from governance.relay.main import RelayProcess
 
-    process = RelayProcess(_kafka_settings())
+    settings = _kafka_settings()
+    process = RelayProcess(settings)
+    try:
+        metrics = _serve_metrics(process.metrics, settings, metrics_port)
+    except typer.Exit:
+        process.close()
+        raise
     # Stop at a batch boundary: a batch is either acknowledged and recorded, or sent again.
     on_stop_signals(process.close_soon)
     try:
         process.run()
     finally:
+        metrics.close()
         process.close()
 
 
 @cli.command()
 def consume(
     name: Annotated[str, typer.Argument(help="enforce-block or webhooks")],
+    metrics_port: MetricsPort = None,
 ) -> None:
     """Run one consumer in its own Kafka consumer group, until SIGTERM or SIGINT."""
     from consumers.main import ConsumerProcess
@@ -174,12 +181,19 @@ def consume(
     if name not in NAMES:
         typer.echo(f"no consumer named {name!r}; choose one of: {', '.join(NAMES)}", err=True)
         raise typer.Exit(2)
-    process = ConsumerProcess(name, _kafka_settings())
+    settings = _kafka_settings()
+    process = ConsumerProcess(name, settings)
+    try:
+        metrics = _serve_metrics(process.metrics, settings, metrics_port)
+    except typer.Exit:
+        process.close()
+        raise
     # Stop after the records in hand: each is applied and committed, or left for redelivery.
     on_stop_signals(process.close_soon)
     try:
         process.run()
     finally:
+        metrics.close()
         process.close()
 
 

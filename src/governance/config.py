@@ -161,8 +161,8 @@ class Settings(BaseSettings):
         default=9464,
         ge=0,
         le=65535,
-        description="Port where a worker (`governance project`) serves /metrics; 0: none."
-        " The API serves /metrics on its own port.",
+        description="Port where a worker (`governance project`, `relay`, `consume`) serves"
+        " /metrics; 0: any free port (the log names it). The API serves /metrics on its own port.",
     )
 
     app_request_ttl_days: float = Field(

@@ -21,6 +21,7 @@ from governance.config import Settings
 from governance.eventstore import EVENTS_TABLE, event_store_env, sqlite_events_path
 from governance.expiry import expire_stale_requests, sweep_periodically
 from governance.idempotency import IdempotencyStore
+from governance.observability.consumers import dispatcher_metrics
 from governance.observability.process import process_metrics
 from governance.outage import Breaker, database_breaker, guard_event_store
 from governance.relay.embedded import EmbeddedDispatcher
@@ -148,9 +149,12 @@ class Runtime:
         """The embedded default (no Kafka): run every consumer's reaction in this process."""
         if self.settings.kafka_bootstrap_servers is not None or not self.settings.run_reactions:
             return
-        for name in consumers.NAMES:
-            consumer = consumers.build(name, self.settings, self.state, self.tokens)
-            dispatcher = EmbeddedDispatcher(
+        built = [
+            consumers.build(name, self.settings, self.state, self.tokens)
+            for name in consumers.NAMES
+        ]
+        dispatchers = [
+            EmbeddedDispatcher(
                 self.application.recorder,
                 self.application.mapper,
                 self.state,
@@ -158,6 +162,10 @@ class Runtime:
                 source=self.settings.cloudevents_source,
                 batch_size=self.settings.relay_batch_size,
             )
+            for consumer in built
+        ]
+        dispatcher_metrics(self.metrics, self.application.head_position, dispatchers)
+        for consumer, dispatcher in zip(built, dispatchers, strict=True):
             self.application.after_save.append(dispatcher.wake.set)
             self._wakes.append(dispatcher.wake)
             self._spawn(dispatcher.run, self._stop, self.settings.relay_idle_wait)

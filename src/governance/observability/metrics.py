@@ -88,15 +88,24 @@ class Metrics:
         return generate_latest(self.registry)
 
     def serve(self, host: str, port: int) -> MetricsServer:
-        """Serve /metrics on its own port, for processes without an HTTP API (workers)."""
+        """Serve /metrics on its own port, for processes without an HTTP API (workers).
+
+        Port 0 takes any free port (tests run many workers at once); the log names the one bound.
+        """
         server, thread = start_http_server(port, host, registry=self.registry)
-        return MetricsServer(server, thread)
+        served = MetricsServer(server, thread)
+        log.info("serving /metrics on http://%s:%d/metrics", host, served.port)
+        return served
 
 
 @dataclass
 class MetricsServer:
     server: WSGIServer
     thread: Thread
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_port)
 
     def close(self) -> None:
         self.server.shutdown()
@@ -105,14 +114,16 @@ class MetricsServer:
 
 
 Read = Callable[[], Mapping[str, float]]
+# One value per combination of label values, in the order of the family's labels.
+ReadLabelled = Callable[[], Mapping[tuple[str, ...], float]]
 
 
 @dataclass(frozen=True)
 class _Family:
     name: str
     documentation: str
-    label: str
-    read: Read
+    labels: tuple[str, ...]
+    read: ReadLabelled
 
 
 class ScrapedGauges(Collector):
@@ -126,7 +137,14 @@ class ScrapedGauges(Collector):
         self._families: list[_Family] = []
 
     def track(self, name: str, documentation: str, label: str, read: Read) -> None:
-        self._families.append(_Family(name, documentation, label, read))
+        self.track_labelled(
+            name, documentation, (label,), lambda: {(k,): v for k, v in read().items()}
+        )
+
+    def track_labelled(
+        self, name: str, documentation: str, labels: tuple[str, ...], read: ReadLabelled
+    ) -> None:
+        self._families.append(_Family(name, documentation, labels, read))
 
     def collect(self) -> Iterable[Metric]:
         for family in self._families:
@@ -135,9 +153,9 @@ class ScrapedGauges(Collector):
             except Exception as error:  # noqa: BLE001 - a store that is away must not fail the scrape
                 log.warning("metric %s not read: %s", family.name, error)
                 continue
-            gauge = GaugeMetricFamily(family.name, family.documentation, labels=[family.label])
+            gauge = GaugeMetricFamily(family.name, family.documentation, labels=family.labels)
             for key, value in sorted(values.items()):
-                gauge.add_metric([key], value)
+                gauge.add_metric(key, value)
             yield gauge
 
 

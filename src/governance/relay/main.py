@@ -10,6 +10,7 @@ from kafka import KafkaProducer
 from governance.application import GovernanceApplication
 from governance.config import Settings
 from governance.eventstore import EVENTS_TABLE, event_store_env
+from governance.observability.relay import relay_metrics
 from governance.outage import database_breaker, guard_event_store
 from governance.relay.positions import open_positions
 from governance.relay.publisher import Relay, Topics
@@ -57,16 +58,21 @@ class RelayProcess:
         self.positions = open_positions(settings, breaker)
         if embedded:
             self.positions.create_table()
+        topics = Topics(settings.events_topic, settings.policy_topic)
+        self.metrics, meter = relay_metrics(
+            self.application.name, self.application.head_position, self.positions, topics
+        )
         self.relay = Relay(
             self.application.recorder,
             self.application.mapper,
             self.application.repository,
             self.positions,
             lambda: connect(settings),
-            topics=Topics(settings.events_topic, settings.policy_topic),
+            topics=topics,
             source=settings.cloudevents_source,
             batch_size=settings.relay_batch_size,
             timeout=settings.kafka_timeout,
+            observer=meter,
         )
         self._stop = threading.Event()
 

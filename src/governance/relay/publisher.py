@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification, PersistenceError
 from kafka.errors import KafkaError
@@ -46,6 +47,16 @@ class Topics:
     policy: str
 
 
+class RelayObserver(Protocol):
+    """Told what each batch came to (the relay process counts it for /metrics)."""
+
+    def published(self, messages: Sequence[Message], seconds: float) -> None:
+        """The broker acknowledged the batch's messages and its position is recorded."""
+
+    def failed(self, cause: str) -> None:
+        """A batch failed (cause: kafka or event_store) and will be sent again."""
+
+
 class Relay:
     def __init__(
         self,
@@ -59,6 +70,7 @@ class Relay:
         source: str,
         batch_size: int,
         timeout: float,
+        observer: RelayObserver | None = None,
     ) -> None:
         self.recorder = recorder
         self.mapper = mapper
@@ -69,6 +81,7 @@ class Relay:
         self.batch_size = batch_size
         self.timeout = timeout
         self.wake = threading.Event()
+        self.observer = observer
         # Makes a producer (and makes sure the topics exist); called again after a failure.
         self._connect = connect
         self._producer: Any = None
@@ -77,13 +90,17 @@ class Relay:
         """Publish the next batch; return how many events it held (0: caught up)."""
         if self._producer is None:
             self._producer = self._connect()  # at once, so the topics exist before any event
+        started = time.perf_counter()
         notifications = self.recorder.select_notifications(
             start=self.positions.get(), limit=self.batch_size, inclusive_of_start=False
         )
         if not notifications:
             return 0
-        self._publish(list(self.messages(notifications)))
+        messages = list(self.messages(notifications))
+        self._publish(messages)
         self.positions.set(notifications[-1].id)
+        if self.observer is not None:
+            self.observer.published(messages, time.perf_counter() - started)
         return len(notifications)
 
     def messages(self, notifications: Sequence[Notification]) -> Iterator[Message]:
@@ -117,12 +134,14 @@ class Relay:
                 # Unacknowledged: the position stays, the batch goes again on a new connection
                 # (the broker may have come back empty and need its topics again).
                 log.warning("relay paused, Kafka: %s", error)
+                self._failed("kafka")
                 self._disconnect()
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
             except (PersistenceError, PostgresError, OSError) as error:
                 log.warning("relay paused, event store: %s", error)
+                self._failed("event_store")
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -132,6 +151,10 @@ class Relay:
 
     def close(self) -> None:
         self._disconnect()
+
+    def _failed(self, cause: str) -> None:
+        if self.observer is not None:
+            self.observer.failed(cause)
 
     def _disconnect(self) -> None:
         producer, self._producer = self._producer, None
