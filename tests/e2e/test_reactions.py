@@ -8,11 +8,13 @@ separate processes, and a kafka-python reader written as a downstream team would
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import httpx2
@@ -21,6 +23,8 @@ import pytest
 from consumers.cloudevents import parse
 from tests.conftest import BACKENDS, make_settings
 from tests.e2e.conftest import GOVERNANCE, Service, _run, free_port
+from tests.integration.test_observability import sample, series
+from tests.integration.test_worker_metrics import eventually, total
 from tests.support.kafka import delete_topics, reading
 from tests.support.receiver import Receiver, receiver
 
@@ -34,6 +38,20 @@ REASON = "user installs blocked under policy v2 with existing_user_installs=remo
 class Stack:
     service: Service
     events_topic: str
+    # Each worker's log (relay, enforce-block, webhooks): it names the worker's /metrics port.
+    logs: dict[str, Path]
+
+    def metrics(self, worker: str) -> str:
+        """A scrape of the worker's own /metrics, found at the port its log names."""
+        deadline = time.monotonic() + 30
+        while not (found := _SERVING.search(self.logs[worker].read_text(encoding="utf-8"))):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{worker} logged no /metrics address")
+            time.sleep(0.1)
+        return httpx2.get(found.group(1), timeout=5).text
+
+
+_SERVING = re.compile(r"serving /metrics on (http://[^\s\"]+)")
 
 
 @pytest.fixture(params=BACKENDS)
@@ -55,14 +73,21 @@ def kafka_stack(
         "GOVERNANCE_CONSUMER_GROUP_PREFIX": f"e2e-{run}.",
         "GOVERNANCE_RELAY_IDLE_WAIT": "0.1",
         "GOVERNANCE_WEBHOOK_BACKOFF": "0.1",
+        # Every worker's /metrics on a free port of its own: tests run many at once.
+        "GOVERNANCE_METRICS_PORT": "0",
     }
     env.pop("DATABASE_URL", None)
     processes: list[subprocess.Popen[bytes]] = []
     with (tmp_path / "server.log").open("wb") as log:
         for service in _run(settings, env, processes, log, port):
+            logs = {}
             for command in (["relay"], ["consume", "enforce-block"], ["consume", "webhooks"]):
-                processes.append(subprocess.Popen([*GOVERNANCE, *command], env=env, stderr=log))
-            yield Stack(service, topic)
+                logs[command[-1]] = tmp_path / f"{command[-1]}.log"
+                with logs[command[-1]].open("wb") as worker_log:
+                    processes.append(
+                        subprocess.Popen([*GOVERNANCE, *command], env=env, stderr=worker_log)
+                    )
+            yield Stack(service, topic, logs)
     delete_topics(kafka_servers, topic, env["GOVERNANCE_POLICY_TOPIC"])
 
 
@@ -153,6 +178,30 @@ def test_over_kafka_a_block_with_remove_is_enforced_and_published(
             "alice",
         )
     assert_signed_deliveries(hooks)
+    assert_workers_caught_up(kafka_stack, published=len(events))
+
+
+def assert_workers_caught_up(stack: Stack, published: int) -> None:
+    """What Prometheus scrapes from each worker once the reactions are done."""
+    topic = stack.events_topic
+    relay = eventually(
+        lambda: stack.metrics("relay"),
+        lambda page: sample(page, "governance_relay_lag_events", relay=topic) == 0,
+    )
+    assert sample(relay, "governance_relay_published_messages_total", topic=topic) == published
+    for consumer, applied in (("enforce-block", 1), ("webhooks", published)):
+        page = eventually(partial(stack.metrics, consumer), partial(caught_up, published, topic))
+        messages = "governance_consumer_messages_total"
+        assert sample(page, messages, consumer=consumer, outcome="applied") == applied
+
+
+def caught_up(published: int, topic: str, page: str) -> bool:
+    """Given every message, and none left behind on any partition."""
+    return (
+        total(page, "governance_consumer_messages_total") == published
+        and len(series(page, "governance_consumer_lag_messages")) > 0
+        and total(page, "governance_consumer_lag_messages", topic=topic) == 0
+    )
 
 
 def test_without_kafka_the_run_command_alone_enforces_the_block(
