@@ -70,7 +70,7 @@ def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Service]
         "GOVERNANCE_DATA_DIR": str(settings.data_dir),
         "GOVERNANCE_JWT_SECRET": "e2e-" + uuid.uuid4().hex,
         "PORT": str(port),
-        # Workers' own /metrics listeners stay off here: parallel runs would share the port.
+        # Workers serve /metrics on any free port (named in their log): tests run many at once.
         "GOVERNANCE_METRICS_PORT": "0",
         **getattr(request.module, "SERVICE_ENV", {}),
     }
