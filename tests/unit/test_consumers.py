@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from consumers.cloudevents import CloudEvent
-from consumers.processing import Effect, Processor, ReactionFailed
+from consumers.processing import Effect, Outcome, Processor, ReactionFailed
 from consumers.webhooks.delivery import RetryPolicy, sign
 from governance.auth import Role, TokenCodec
 from projections.store import SQLiteViewStore, Tx
@@ -79,6 +79,26 @@ def test_a_failed_effect_records_nothing_and_is_retried(store: SQLiteViewStore) 
     ledger.fail = False
     assert processor.process(event("e1")) is True
     assert ledger_rows(store) == ["e1"]
+
+
+def test_each_event_is_reported_with_what_became_of_it(store: SQLiteViewStore) -> None:
+    ledger = Ledger()
+    processor = Processor(store, ledger)
+    processor.create_tables()
+    seen: list[tuple[str, Outcome]] = []
+    processor.observers.append(lambda name, outcome: seen.append((name, outcome)))
+    processor.process(event("e1"))
+    processor.process(event("e1"))
+    processor.process(event("e2", "ignored"))
+    ledger.fail = True
+    with pytest.raises(ReactionFailed):
+        processor.process(event("e3"))
+    assert seen == [
+        ("ledger", Outcome.APPLIED),
+        ("ledger", Outcome.DUPLICATE),
+        ("ledger", Outcome.IGNORED),
+        ("ledger", Outcome.FAILED),
+    ]
 
 
 def test_two_consumers_keep_separate_records(store: SQLiteViewStore) -> None:
