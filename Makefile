@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test lint typecheck unit services-up services-down clean bench-rebuild bench-export
+.PHONY: run demo test lint typecheck unit services-up services-down clean bench bench-rebuild bench-export
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
+
+## Every benchmark beside its baseline (bench/suite.py); QUICK=1 for small sizes and one round.
+## Starts PostgreSQL and Kafka like `make test`; writes the table into BENCHMARKS.md and README.md.
+bench: $(STAMP)
+	$(BIN)/python -m bench.suite $${QUICK:+--quick}
 
 ## Rebuild speed of `governance replay` on 1M events (SQLite, and PostgreSQL at DATABASE_URL).
 bench-rebuild: $(STAMP)

@@ -18,7 +18,26 @@ def median(values: Sequence[float]) -> float:
 def machine() -> str:
     cores = os.cpu_count()
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{cores} cores, {memory_gib:.0f} GiB, Python {platform.python_version()}"
+    return (
+        f"{cores} cores ({cpu_model()}), {memory_gib:.0f} GiB, Python {platform.python_version()}"
+    )
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def load_average() -> str:
+    """Printed beside every figure: the machine is shared, and load explains a slow round."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 def row(
@@ -45,6 +64,7 @@ def save(results: list[dict[str, object]], path: Path) -> None:
     record = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
+        "load": load_average(),
         "results": results,
     }
     with path.open("a", encoding="utf-8") as handle:

@@ -3,6 +3,7 @@ tokens, show the configuration, demo."""
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import TYPE_CHECKING, Annotated
 
@@ -162,6 +163,9 @@ def relay(metrics_port: MetricsPort = None) -> None:
         raise
     # Stop at a batch boundary: a batch is either acknowledged and recorded, or sent again.
     on_stop_signals(process.close_soon)
+    # What start-up made lives as long as the process: keep the collector from rescanning it
+    # for every few hundred events relayed (measured: ~7% of the relay's CPU).
+    gc.freeze()
     try:
         process.run()
     finally:

@@ -8,6 +8,7 @@ from typing import Any
 from kafka import KafkaProducer
 
 from governance.application import GovernanceApplication
+from governance.audit.seal import SealingPostgresRecorder, SealingSQLiteRecorder
 from governance.config import Settings
 from governance.eventstore import EVENTS_TABLE, event_store_env
 from governance.observability.relay import relay_metrics
@@ -18,26 +19,31 @@ from governance.relay.topics import ensure_topics
 from projections.listen import listen_for_events
 
 
-def connect(settings: Settings) -> Any:
+def producer_config(settings: Settings) -> dict[str, Any]:
     """A producer that keeps one key's messages in order across retries (idempotent, acks=all)."""
     if settings.kafka_bootstrap_servers is None:
         raise RuntimeError("the relay needs Kafka: set KAFKA_BOOTSTRAP_SERVERS")
-    ensure_topics(settings)
     timeout_ms = int(settings.kafka_timeout * 1000)
-    return KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
-        acks="all",
-        enable_idempotence=True,
+    return {
+        "bootstrap_servers": settings.kafka_bootstrap_servers.split(","),
+        "acks": "all",
+        "enable_idempotence": True,
         # Records wait in memory until the batch is flushed: fewer, fuller produce requests.
-        linger_ms=50,
-        batch_size=256 * 1024,
+        "linger_ms": 50,
+        "batch_size": 256 * 1024,
         # Only the relay creates topics, with their settings (the policy topic is compacted).
-        allow_auto_create_topics=False,
-        max_block_ms=timeout_ms,
-        request_timeout_ms=max(timeout_ms // 2, 1000),
-        delivery_timeout_ms=timeout_ms,
-        bootstrap_timeout_ms=timeout_ms,
-    )
+        "allow_auto_create_topics": False,
+        "max_block_ms": timeout_ms,
+        "request_timeout_ms": max(timeout_ms // 2, 1000),
+        "delivery_timeout_ms": timeout_ms,
+        "bootstrap_timeout_ms": timeout_ms,
+    }
+
+
+def connect(settings: Settings) -> Any:
+    config = producer_config(settings)
+    ensure_topics(settings)
+    return KafkaProducer(**config)
 
 
 class RelayProcess:
@@ -62,8 +68,10 @@ class RelayProcess:
         self.metrics, meter = relay_metrics(
             self.application.name, self.application.head_position, self.positions, topics
         )
+        recorder = self.application.recorder
+        assert isinstance(recorder, SealingPostgresRecorder | SealingSQLiteRecorder)
         self.relay = Relay(
-            self.application.recorder,
+            recorder,
             self.application.mapper,
             self.application.repository,
             self.positions,

@@ -16,18 +16,28 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification, PersistenceError
+from eventsourcing.persistence import Mapper, PersistenceError, StoredEvent
 from kafka.errors import KafkaError
 from psycopg import Error as PostgresError
 
+from governance.audit.seal import RawRow
 from governance.published import describe
 from governance.relay.envelope import STRUCTURED_CONTENT_TYPE, cloudevent, encode
-from governance.relay.policy import changes_policy, policy_snapshot
+from governance.relay.policy import SiteFolds, changes_policy, policy_snapshot
 from governance.relay.positions import PositionStore
 
 log = logging.getLogger(__name__)
 
-_HEADERS = [("content-type", STRUCTURED_CONTENT_TYPE.encode())]
+_END = 2**63 - 1  # no upper bound on the positions read
+
+
+class RawLog(Protocol):
+    """The event store's plain-row read (governance.audit.seal): no library objects per row."""
+
+    def select_raw(self, after: int, limit: int, stop: int) -> Sequence[RawRow]: ...
+
+
+HEADERS = [("content-type", STRUCTURED_CONTENT_TYPE.encode())]
 
 
 class PublishFailed(Exception):
@@ -39,6 +49,13 @@ class Message:
     topic: str
     key: bytes
     value: bytes
+
+
+@dataclass(frozen=True)
+class Batch:
+    messages: list[Message]
+    last: int  # the position of its last event
+    count: int  # events (a policy change adds a snapshot message)
 
 
 @dataclass(frozen=True)
@@ -60,7 +77,7 @@ class RelayObserver(Protocol):
 class Relay:
     def __init__(
         self,
-        recorder: ApplicationRecorder,
+        recorder: RawLog,
         mapper: Mapper[Any],
         repository: Any,
         positions: PositionStore,
@@ -85,43 +102,80 @@ class Relay:
         # Makes a producer (and makes sure the topics exist); called again after a failure.
         self._connect = connect
         self._producer: Any = None
+        self._sites = SiteFolds(repository)
+        self._next: Batch | None = None  # read while the previous batch was being acknowledged
+        self._position: int | None = None  # as recorded; read from the store when unknown
+
+    def connect(self) -> None:
+        """Make the producer, if there is none, and with it the topics."""
+        if self._producer is None:
+            self._producer = self._connect()
 
     def run_batch(self) -> int:
-        """Publish the next batch; return how many events it held (0: caught up)."""
-        if self._producer is None:
-            self._producer = self._connect()  # at once, so the topics exist before any event
-        started = time.perf_counter()
-        notifications = self.recorder.select_notifications(
-            start=self.positions.get(), limit=self.batch_size, inclusive_of_start=False
-        )
-        if not notifications:
-            return 0
-        messages = list(self.messages(notifications))
-        self._publish(messages)
-        self.positions.set(notifications[-1].id)
-        if self.observer is not None:
-            self.observer.published(messages, time.perf_counter() - started)
-        return len(notifications)
+        """Publish the next batch; return how many events it held (0: caught up).
 
-    def messages(self, notifications: Sequence[Notification]) -> Iterator[Message]:
-        for notification in notifications:
-            event = self.mapper.to_domain_event(notification)
-            published = describe(notification.id, event)
+        While the broker acknowledges a full batch, the next one is read and encoded (the
+        relay's own work overlaps the broker's). A batch's position is recorded only once all
+        of its messages are acknowledged, so a failure at any point sends it again.
+        """
+        self.connect()  # at once, so the topics exist before any event
+        started = time.perf_counter()
+        batch, self._next = self._next, None
+        if self._position is None:
+            self._position = self.positions.get()  # once, and again after a failure
+        if batch is None:
+            batch = self._read(self._position)
+        if batch is None:
+            return 0
+        sent = [
+            self._producer.send(m.topic, key=m.key, value=m.value, headers=HEADERS)
+            for m in batch.messages
+        ]
+        try:
+            # A full batch means a backlog: read on while the broker works. A short one means
+            # the relay is caught up: flush at once, for the lowest latency.
+            if batch.count == self.batch_size:
+                self._next = self._read(batch.last)
+        finally:  # a failed read-ahead still lets the batch sent be acknowledged and recorded
+            self._acknowledged(sent)
+            self._record(batch.last)
+        if self.observer is not None:
+            self.observer.published(batch.messages, time.perf_counter() - started)
+        return batch.count
+
+    def _record(self, position: int) -> None:
+        self._position = None  # unknown until the store has it
+        self.positions.set(position)
+        self._position = position
+
+    def messages(self, rows: Sequence[RawRow]) -> Iterator[Message]:
+        for position, originator_id, version, topic, state in rows:
+            event = self.mapper.to_domain_event(StoredEvent(originator_id, version, topic, state))
+            self._sites.follow(event)
+            published = describe(position, event)
             key = published.site_id.encode()
             yield Message(self.topics.events, key, encode(cloudevent(published, self.source)))
             if changes_policy(event):
-                snapshot = policy_snapshot(self.repository, event, published)
+                snapshot = policy_snapshot(self._sites.at(event), published)
                 yield Message(self.topics.policy, key, encode(snapshot))
 
-    def _publish(self, messages: list[Message]) -> None:
-        futures = [
-            self._producer.send(m.topic, key=m.key, value=m.value, headers=_HEADERS)
-            for m in messages
-        ]
-        self._producer.flush(timeout=self.timeout)
-        for future in futures:
-            if not future.succeeded():
-                raise PublishFailed(f"not acknowledged: {future.exception or 'timed out'}")
+    def _read(self, position: int) -> Batch | None:
+        rows = self.recorder.select_raw(position, self.batch_size, _END)
+        if not rows:
+            return None
+        return Batch(list(self.messages(rows)), rows[-1][0], len(rows))
+
+    def _acknowledged(self, futures: list[Any]) -> None:
+        """Wait for the broker; on any failure forget the batch read ahead (it starts later)."""
+        try:
+            self._producer.flush(timeout=self.timeout)
+            for future in futures:
+                if not future.succeeded():
+                    raise PublishFailed(f"not acknowledged: {future.exception or 'timed out'}")
+        except BaseException:
+            self._next = None
+            self._position = None
+            raise
 
     def run(self, stop: threading.Event, idle_wait: float) -> None:
         """Publish until `stop` is set; sleep when caught up until woken or `idle_wait` passed."""
