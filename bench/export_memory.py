@@ -12,8 +12,10 @@ import argparse
 import os
 import time
 import tracemalloc
+from pathlib import Path
 
 from bench.rebuild import prepare, settings_for
+from bench.report import row, save
 from governance.audit.export import Format, Selection, records, write
 from governance.runtime import Runtime
 
@@ -37,16 +39,22 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     args = parser.parse_args()
     runtime = prepare(settings_for("sqlite", args.events), args.events)
+    results = []
     try:
         for form in Format:
+            peaks = []
             for events in (args.events // 10, args.events):
                 bytes_, seconds = peak(runtime, events, form)
+                peaks.append(bytes_ / 2**20)
                 print(
                     f"{form.value:5} {events:>9,} events: peak {bytes_ / 2**20:6.2f} MiB,"
                     f" {events / seconds:,.0f} events/s"
                 )
+            name = f"audit export ({form.value}) peak MiB, {args.events:,} vs {args.events // 10:,}"
+            results.append(row(name, peaks[1], peaks[0], "MiB", "report (flat)"))
     finally:
         runtime.close()
+    save(results, Path("test-output/bench/results.jsonl"))
 
 
 if __name__ == "__main__":
