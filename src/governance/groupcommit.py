@@ -87,6 +87,18 @@ class GroupCommitter:
         # Told the size of every batch committed (e.g. a histogram on /metrics).
         self.observers: list[Callable[[int], None]] = []
 
+    @property
+    def waiting(self) -> int:
+        """Saves queued for the next transaction (not counting the one being committed)."""
+        with self._changed:
+            return len(self._queue)
+
+    @property
+    def committing(self) -> bool:
+        """Whether a leader is committing a batch now."""
+        with self._changed:
+            return self._leading
+
     def submit(self, events: Sequence[StoredEvent]) -> Sequence[int]:
         """Store `events` atomically with whatever else is waiting; their positions, in order."""
         pending = PendingSave(events)
