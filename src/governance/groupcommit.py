@@ -135,9 +135,17 @@ class GroupCommitter:
                     self._settle([one])
                 return
             outcomes = {batch[0]: exc}
+        except BaseException as exc:  # e.g. KeyboardInterrupt: wake the followers, then stop
+            outcomes = dict.fromkeys(batch, exc)
+            self._record(outcomes)
+            raise
         else:
             for observe in self.observers:
                 observe(len(batch))
+        self._record(outcomes)
+
+    @staticmethod
+    def _record(outcomes: Outcomes) -> None:
         for pending, outcome in outcomes.items():
             if isinstance(outcome, BaseException):
                 pending.error = outcome
