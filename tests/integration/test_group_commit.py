@@ -330,3 +330,41 @@ def test_a_batch_the_database_fails_is_not_half_written(
         # transaction; the saves of the first batch (all but the leader's) came after it.
         queued = [p for o in committed[1:] for p in o]
         assert min(queued) > before + sum(len(s) for s in saves)
+
+
+def test_a_reader_tailing_the_log_during_group_commits_misses_nothing(
+    settings: Settings, application: GovernanceApplication
+) -> None:
+    """Positions become visible in order: a reader that only asks for what follows the last
+    position it saw, while eight writers commit in batches, ends up with every event."""
+    recorder = application.recorder
+    writing = threading.Event()
+    writing.set()
+    seen: list[int] = []
+
+    def tail() -> None:
+        while True:
+            still_writing = writing.is_set()
+            after = seen[-1] if seen else 0
+            seen.extend(n.id for n in recorder.select_notifications(after + 1, 500))
+            if not still_writing and not recorder.select_notifications(seen[-1] + 1, 1):
+                return
+
+    def write(_: int) -> None:
+        for _ in range(40):
+            recorder.insert_events([new_event(), new_event()])
+
+    reader = threading.Thread(target=tail)
+    reader.start()
+    writers = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    writing.clear()
+    reader.join(timeout=30)
+
+    stored = [n.id for n in recorder.select_notifications(1, 10_000)]
+    assert len(stored) == 8 * 40 * 2
+    assert seen == stored
+    assert verify(chain_store(settings)).problem is None
