@@ -10,10 +10,11 @@ Medians of --rounds rounds; the load average is printed beside every figure.
 Also printed, to show where the limit is: the same wrk load on a bare FastAPI app that parses
 the same body and answers a constant (the HTTP ceiling of one uvicorn process), and the install
 command called by C threads in one process without HTTP, with group commit on and off. With
---without-group-commit the API itself is measured again with GOVERNANCE_GROUP_COMMIT=false.
+--without-group-commit the API itself is measured again with GOVERNANCE_GROUP_COMMIT=false;
+with --sqlite the in-process rates are also measured on the embedded SQLite store.
 
     DATABASE_URL=postgresql://... python -m bench.install_throughput [--connections 16]
-        [--seconds 8] [--rounds 3] [--without-group-commit]
+        [--seconds 8] [--rounds 3] [--without-group-commit] [--sqlite]
 """
 
 from __future__ import annotations
@@ -265,13 +266,14 @@ def inserts_per_second(settings: Settings, args: argparse.Namespace, scratch: Pa
 # ---- the run ----
 
 
-def bench_settings(scratch: Path) -> Settings:
-    if not os.environ.get("DATABASE_URL"):
+def bench_settings(scratch: Path, *, sqlite: bool = False) -> Settings:
+    if not sqlite and not os.environ.get("DATABASE_URL"):
         sys.exit("DATABASE_URL is not set: this benchmark measures PostgreSQL")
     settings = Settings(
         data_dir=scratch / "var",
         jwt_secret=SECRET,  # type: ignore[arg-type]
         database_schema=f"bench_{uuid.uuid4().hex[:8]}",
+        **({"database_url": None} if sqlite else {}),  # type: ignore[arg-type]
     )
     migrate(settings)
     runtime = Runtime(settings)
@@ -296,6 +298,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--without-group-commit", action="store_true")
+    parser.add_argument("--sqlite", action="store_true")
     args = parser.parse_args()
     if not require("wrk", "wrk"):
         sys.exit("wrk is needed (apt-get install wrk)")
@@ -317,6 +320,14 @@ def main() -> None:
             print(f"install commands without HTTP, {c} threads ({load_average()})")
             grouped = in_process_per_second(settings, args, group_commit=True)
             ungrouped = in_process_per_second(settings, args, group_commit=False)
+            embedded = None
+            if args.sqlite:
+                print(f"the same on the embedded SQLite store ({load_average()})")
+                lite = bench_settings(Path(scratch) / "sqlite", sqlite=True)
+                embedded = (
+                    in_process_per_second(lite, args, group_commit=True),
+                    in_process_per_second(lite, args, group_commit=False),
+                )
         finally:
             drop_schema(settings)
     print(f"{'figure':<58} {'value':>12} {'baseline':>12} {'ratio':>6}   ({load_average()})")
@@ -356,6 +367,15 @@ def main() -> None:
             "report",
         )
     )
+    if embedded is not None:
+        results.append(
+            row(
+                f"SQLite: install commands/s in process, group commit on vs off, C={c}",
+                *embedded,
+                "per s",
+                "report",
+            )
+        )
     if plain is not None:
         results.append(
             row(

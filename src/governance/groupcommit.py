@@ -54,13 +54,15 @@ Key = tuple[str, int]
 class PendingSave:
     """One caller's events, waiting for the transaction that stores them."""
 
-    __slots__ = ("done", "error", "events", "positions")
+    __slots__ = ("done", "error", "events", "positions", "woken")
 
     def __init__(self, events: Sequence[StoredEvent]) -> None:
         self.events = events
         self.positions: Sequence[int] = ()
         self.error: BaseException | None = None
         self.done = False
+        # Set once the save is done, or when its thread is to lead the next batch.
+        self.woken = threading.Event()
 
     def keys(self) -> list[Key]:
         return [(canonical_id(e.originator_id), e.originator_version) for e in self.events]
@@ -83,44 +85,50 @@ class GroupCommitter:
         self.max_batch = max_batch
         self._queue: list[PendingSave] = []
         self._leading = False
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
         # Told the size of every batch committed (e.g. a histogram on /metrics).
         self.observers: list[Callable[[int], None]] = []
 
     @property
     def waiting(self) -> int:
         """Saves queued for the next transaction (not counting the one being committed)."""
-        with self._changed:
+        with self._lock:
             return len(self._queue)
 
     @property
     def committing(self) -> bool:
         """Whether a leader is committing a batch now."""
-        with self._changed:
+        with self._lock:
             return self._leading
 
     def submit(self, events: Sequence[StoredEvent]) -> Sequence[int]:
         """Store `events` atomically with whatever else is waiting; their positions, in order."""
         pending = PendingSave(events)
-        with self._changed:
+        with self._lock:
             self._queue.append(pending)
-            while self._leading and not pending.done:
-                self._changed.wait()
+            follow, self._leading = self._leading, True
+        if follow:
+            # Each thread waits on its own event: a commit wakes only the saves it settled,
+            # and the oldest waiting one to lead next (no herd of threads woken for nothing).
+            pending.woken.wait()
             if pending.done:
                 return pending.result()
-            self._leading = True
         try:
             while not pending.done:
-                with self._changed:
+                with self._lock:
                     batch = self._queue[: self.max_batch]
                     del self._queue[: self.max_batch]
-                self._settle(batch)
-                with self._changed:
-                    self._changed.notify_all()
+                try:
+                    self._settle(batch)
+                finally:
+                    for other in batch:
+                        other.woken.set()
         finally:
-            with self._changed:
-                self._leading = False
-                self._changed.notify_all()
+            with self._lock:
+                if self._queue:
+                    self._queue[0].woken.set()  # the lead passes on
+                else:
+                    self._leading = False
         return pending.result()
 
     def _settle(self, batch: Sequence[PendingSave]) -> None:

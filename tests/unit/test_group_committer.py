@@ -6,7 +6,6 @@ import threading
 import time
 from collections.abc import Sequence
 
-import pytest
 from eventsourcing.persistence import StoredEvent
 
 from governance.groupcommit import GroupCommitter, Outcomes, PendingSave
@@ -91,10 +90,37 @@ def test_a_failing_batch_is_retried_save_by_save_so_only_the_culprit_fails() -> 
 
 
 def test_an_interrupted_leader_wakes_its_followers_with_the_interruption() -> None:
+    store = Store()
+    plain = store.commit
+
     def interrupted(batch: Sequence[PendingSave]) -> Outcomes:
-        raise KeyboardInterrupt
+        if len(batch) > 1:
+            raise KeyboardInterrupt
+        return plain(batch)
 
     committer = GroupCommitter(interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        committer.submit([event(1)])
+    results: list[BaseException] = []
+
+    def submit(version: int) -> None:
+        try:
+            committer.submit([event(version)])
+        except BaseException as exc:  # noqa: BLE001 - the test looks at it
+            results.append(exc)
+
+    store.hold.clear()
+    leader = threading.Thread(target=submit, args=(1,))
+    leader.start()
+    while not committer.committing:
+        time.sleep(0.001)
+    followers = [threading.Thread(target=submit, args=(v,)) for v in (2, 3, 4)]
+    for thread in followers:
+        thread.start()
+    while committer.waiting < 3:
+        time.sleep(0.001)
+    store.hold.set()
+    for thread in [leader, *followers]:
+        thread.join(5)
+        assert not thread.is_alive()
+    # The second leader's batch was interrupted: each of its three callers got the interruption.
+    assert len(results) == 3 and all(isinstance(r, KeyboardInterrupt) for r in results)
     assert not committer.committing
