@@ -221,18 +221,24 @@ class GroupCommittingPostgresRecorder(SealingPostgresRecorder):
         failure: Exception | None = None
         outcomes: Outcomes = {}
         with self.datastore.get_connection() as conn:
-            with conn.pipeline() as pipeline, conn.transaction(), conn.cursor() as curs:
+            with (
+                conn.pipeline() as pipeline,
+                conn.transaction(),
+                conn.cursor() as curs,
+                conn.cursor() as keys,
+            ):
                 try:
                     # The lock first: no other writer can store a key or move the chain's head
                     # until this transaction ends, and positions are handed out in commit order.
+                    # All of it goes in one round trip (the pipeline), answered together.
                     self._lock_table(curs)
                     self._notify_channel(curs)
+                    keys.execute(self._select_stored, (ids, versions), prepare=True)
                     curs.execute(self._select_head, prepare=True)
                     head_row = curs.fetchone()
-                    curs.execute(self._select_stored, (ids, versions), prepare=True)
                     stored = {
                         (canonical_id(r["originator_id"]), int(r["originator_version"]))
-                        for r in curs.fetchall()
+                        for r in keys.fetchall()
                     }
                     accepted, outcomes = _sort_out(batch, stored)
                     events = [e for p in accepted for e in p.events]
