@@ -245,7 +245,8 @@ class GroupCommittingPostgresRecorder(SealingPostgresRecorder):
                     if events:
                         PostgresAggregateRecorder._insert_stored_events(self, curs, events)
                         pipeline.sync()
-                        positions = [int(r["notification_id"]) for r in curs.fetchall()]
+                        # In insert order (the sequence follows the rows), as seal_all expects.
+                        positions = sorted(int(r["notification_id"]) for r in curs.fetchall())
                         head = _head(head_row)
                         seals = seal_all(head, positions, events)
                         curs.executemany(self._insert_seals, _rows(seals))
