@@ -70,6 +70,7 @@ class InstallOutcome:
 
 
 _ATTEMPTS = 3
+_SITE_ORGS_KEPT = 100_000
 _BACKOFF = 0.005  # seconds: the first retry's longest wait, doubling with each attempt
 T = TypeVar("T")
 
@@ -85,6 +86,9 @@ class GovernanceApplication(ApprovalCommands, Application[Any]):
         self.after_save: list[Callable[[], None]] = []
         # Told what every command came to (see governance.reporting), e.g. by metrics and logs.
         self.command_observers: list[Observer] = []
+        # A site's organization never changes once registered: every command asks for it first,
+        # so remember it rather than read the site's events once more per command.
+        self._site_orgs: dict[str, str] = {}
 
     @reported("register_site")
     def register_site(self, org_id: str, site_id: str, name: str, by: Actor) -> CommandResult:
@@ -215,7 +219,12 @@ class GovernanceApplication(ApprovalCommands, Application[Any]):
 
     def site_org(self, site_id: str) -> str:
         """The organization a site belongs to (raises SiteNotFound)."""
-        return str(self._get_site(site_id).org_id)
+        org = self._site_orgs.get(site_id)
+        if org is None:
+            if len(self._site_orgs) >= _SITE_ORGS_KEPT:
+                self._site_orgs.clear()
+            org = self._site_orgs[site_id] = str(self._get_site(site_id).org_id)
+        return org
 
     def head_position(self) -> int:
         return self._head()

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
         le=200,
         description="PostgreSQL connections each process may open for the read models.",
     )
+    group_commit: bool = Field(
+        default=True,
+        description="Commit the event-store saves of concurrent commands together, in one"
+        " transaction (each keeps its own conflict check and result).",
+    )
     kafka_bootstrap_servers: str | None = Field(
         default=None,
         validation_alias=AliasChoices(

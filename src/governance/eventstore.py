@@ -11,6 +11,9 @@ EVENTS_TABLE = "governance_events"
 # The library's recorders plus the hash chain (governance.audit.seal): every event is sealed.
 POSTGRES_RECORDER_TOPIC = "governance.audit.seal:SealingPostgresRecorder"
 SQLITE_RECORDER_TOPIC = "governance.audit.seal:SealingSQLiteRecorder"
+# The same, committing concurrent commands' saves in one transaction (governance.groupcommit).
+POSTGRES_GROUP_RECORDER_TOPIC = "governance.groupcommit:GroupCommittingPostgresRecorder"
+SQLITE_GROUP_RECORDER_TOPIC = "governance.groupcommit:GroupCommittingSQLiteRecorder"
 
 
 def sqlite_events_path(settings: Settings) -> Path:
@@ -27,7 +30,9 @@ def event_store_env(settings: Settings, *, create_table: bool) -> dict[str, str]
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": str(sqlite_events_path(settings)),
             "SQLITE_LOCK_TIMEOUT": "10",
-            "APPLICATION_RECORDER_TOPIC": SQLITE_RECORDER_TOPIC,
+            "APPLICATION_RECORDER_TOPIC": (
+                SQLITE_GROUP_RECORDER_TOPIC if settings.group_commit else SQLITE_RECORDER_TOPIC
+            ),
             "CREATE_TABLE": flag,
         }
     pg = settings.postgres
@@ -42,6 +47,8 @@ def event_store_env(settings: Settings, *, create_table: bool) -> dict[str, str]
         "POSTGRES_POOL_SIZE": str(settings.database_pool_size),
         "POSTGRES_CONNECT_TIMEOUT": "5",
         "POSTGRES_LOCK_TIMEOUT": "5",
-        "APPLICATION_RECORDER_TOPIC": POSTGRES_RECORDER_TOPIC,
+        "APPLICATION_RECORDER_TOPIC": (
+            POSTGRES_GROUP_RECORDER_TOPIC if settings.group_commit else POSTGRES_RECORDER_TOPIC
+        ),
         "CREATE_TABLE": flag,
     }

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # The consent path answers in about a millisecond: resolve that end finely.
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+# Saves per event-store transaction (governance.groupcommit batches at most 64).
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 # A `_created` series per counter doubles the scrape and tells nothing a restart does not.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
@@ -69,6 +71,12 @@ class Metrics:
             "governance_consent_decisions",
             "Answers to consent screens, by decision (allow, deny) and reason.",
             ["decision", "reason"],
+            registry=self.registry,
+        )
+        self.commit_batch_size = Histogram(
+            "governance_commit_batch_size",
+            "Commands' saves committed together in one event-store transaction.",
+            buckets=_BATCH_BUCKETS,
             registry=self.registry,
         )
         self.scraped = ScrapedGauges()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from governance.application import GovernanceApplication
+from governance.groupcommit import GroupCommitter
 from governance.observability.commands import CommandWatcher
 from governance.observability.metrics import Metrics, behind
 from projections.projector import Projector
@@ -12,6 +13,9 @@ def process_metrics(application: GovernanceApplication, projector: Projector) ->
     """Metrics for the commands this process runs and for how far its read models lag."""
     metrics = Metrics()
     application.command_observers.append(CommandWatcher(metrics))
+    committer = getattr(application.recorder, "committer", None)
+    if isinstance(committer, GroupCommitter):
+        committer.observers.append(metrics.commit_batch_size.observe)
     head = application.head_position
     metrics.scraped.track(
         "governance_event_log_head_position",

@@ -1,0 +1,317 @@
+"""Group commit: the saves of commands that arrive together share one transaction.
+
+The event store takes an exclusive lock on the log for every insert (so that positions become
+visible in order and tailing readers never skip one), which caps one-save transactions at a few
+hundred per second however many threads write. Here the saves of one process queue up: the first
+waiting thread (the leader) commits the queue, up to `max_batch` saves, in one transaction under
+that one lock, while later arrivals queue for the next. A thread alone commits at once.
+
+Each save keeps its own outcome. Under the lock the leader looks up which of the batch's
+(aggregate, version) keys are already stored: a save that would conflict fails alone with
+`IntegrityError` (optimistic concurrency, as if it had run by itself after the others) and the
+others commit; each caller gets its own positions back. When the shared transaction fails for a
+reason one save may have caused (a constraint, a trigger, bad data), every save of the batch is
+committed again alone, so only the culprit fails; when the database is away, all of them fail.
+Either way a batch is one transaction: nothing of it is ever half-written.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    StoredEvent,
+)
+from eventsourcing.postgres import PostgresAggregateRecorder, PostgresDatastore
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
+from eventsourcing.utils import retry
+from psycopg.sql import SQL, Identifier
+
+from governance.audit.seal import (
+    SealingPostgresRecorder,
+    SealingSQLiteRecorder,
+    _rows,
+    canonical_id,
+    seal_all,
+)
+from governance.outage import CONNECTION_ERRORS, DatabaseUnavailable
+
+# Enough to fill the gap between one transaction and the next; bounded so a leader's own
+# caller is not kept waiting for a huge transaction.
+MAX_BATCH = 64
+# Failures of the connection, not of a save's data: committing saves alone would not help.
+_UNREACHABLE: tuple[type[Exception], ...] = (DatabaseUnavailable, *CONNECTION_ERRORS)
+
+Key = tuple[str, int]
+
+
+class PendingSave:
+    """One caller's events, waiting for the transaction that stores them."""
+
+    __slots__ = ("done", "error", "events", "positions", "woken")
+
+    def __init__(self, events: Sequence[StoredEvent]) -> None:
+        self.events = events
+        self.positions: Sequence[int] = ()
+        self.error: BaseException | None = None
+        self.done = False
+        # Set once the save is done, or when its thread is to lead the next batch.
+        self.woken = threading.Event()
+
+    def keys(self) -> list[Key]:
+        return [(canonical_id(e.originator_id), e.originator_version) for e in self.events]
+
+    def result(self) -> Sequence[int]:
+        if self.error is not None:
+            raise self.error
+        return self.positions
+
+
+Outcomes = dict[PendingSave, Sequence[int] | BaseException]
+CommitBatch = Callable[[Sequence[PendingSave]], Outcomes]
+
+
+class GroupCommitter:
+    """Leader/follower batching of saves: one committing thread at a time per process."""
+
+    def __init__(self, commit: CommitBatch, max_batch: int = MAX_BATCH) -> None:
+        self._commit = commit
+        self.max_batch = max_batch
+        self._queue: list[PendingSave] = []
+        self._leading = False
+        self._lock = threading.Lock()
+        # Told the size of every batch committed (e.g. a histogram on /metrics).
+        self.observers: list[Callable[[int], None]] = []
+
+    @property
+    def waiting(self) -> int:
+        """Saves queued for the next transaction (not counting the one being committed)."""
+        with self._lock:
+            return len(self._queue)
+
+    @property
+    def committing(self) -> bool:
+        """Whether a leader is committing a batch now."""
+        with self._lock:
+            return self._leading
+
+    def submit(self, events: Sequence[StoredEvent]) -> Sequence[int]:
+        """Store `events` atomically with whatever else is waiting; their positions, in order."""
+        pending = PendingSave(events)
+        with self._lock:
+            self._queue.append(pending)
+            follow, self._leading = self._leading, True
+        if follow:
+            # Each thread waits on its own event: a commit wakes only the saves it settled,
+            # and the oldest waiting one to lead next (no herd of threads woken for nothing).
+            pending.woken.wait()
+            if pending.done:
+                return pending.result()
+        try:
+            while not pending.done:
+                with self._lock:
+                    batch = self._queue[: self.max_batch]
+                    del self._queue[: self.max_batch]
+                try:
+                    self._settle(batch)
+                finally:
+                    for other in batch:
+                        other.woken.set()
+        finally:
+            with self._lock:
+                if self._queue:
+                    self._queue[0].woken.set()  # the lead passes on
+                else:
+                    self._leading = False
+        return pending.result()
+
+    def _settle(self, batch: Sequence[PendingSave]) -> None:
+        outcomes: Outcomes
+        try:
+            outcomes = self._commit(batch)
+        except _UNREACHABLE as exc:
+            outcomes = dict.fromkeys(batch, exc)
+        except Exception as exc:  # noqa: BLE001 - whatever it is, each caller gets it as its own
+            if len(batch) > 1:  # one save may be the cause: commit each alone, so only it fails
+                for one in batch:
+                    self._settle([one])
+                return
+            outcomes = {batch[0]: exc}
+        except BaseException as exc:  # e.g. KeyboardInterrupt: wake the followers, then stop
+            outcomes = dict.fromkeys(batch, exc)
+            self._record(outcomes)
+            raise
+        else:
+            for observe in self.observers:
+                observe(len(batch))
+        self._record(outcomes)
+
+    @staticmethod
+    def _record(outcomes: Outcomes) -> None:
+        for pending, outcome in outcomes.items():
+            if isinstance(outcome, BaseException):
+                pending.error = outcome
+            else:
+                pending.positions = outcome
+            pending.done = True
+
+
+def _sort_out(batch: Sequence[PendingSave], stored: set[Key]) -> tuple[list[PendingSave], Outcomes]:
+    """The saves that can go in, in order, and a conflict for each of the others.
+
+    A save conflicts when one of its keys is stored already or taken by an earlier save of the
+    batch: exactly what the primary key would refuse had the saves committed one by one.
+    """
+    taken = set(stored)
+    accepted: list[PendingSave] = []
+    refused: Outcomes = {}
+    for pending in batch:
+        keys = pending.keys()
+        clash = next((k for k in keys if k in taken), None)
+        if clash is None and len(set(keys)) == len(keys):
+            taken.update(keys)
+            accepted.append(pending)
+        else:
+            what = f"version {clash[1]} of {clash[0]}" if clash else "a version twice"
+            refused[pending] = IntegrityError(f"{what}: stored already, not saved")
+    return accepted, refused
+
+
+def _split(accepted: Sequence[PendingSave], positions: Sequence[int]) -> Outcomes:
+    outcomes: Outcomes = {}
+    start = 0
+    for pending in accepted:
+        end = start + len(pending.events)
+        outcomes[pending] = positions[start:end]
+        start = end
+    return outcomes
+
+
+class GroupCommittingPostgresRecorder(SealingPostgresRecorder):
+    """The sealing PostgreSQL recorder, committing concurrent saves together."""
+
+    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
+        super().__init__(datastore, events_table_name=events_table_name)
+        self.committer = GroupCommitter(self._commit_together)
+        schema, table = Identifier(datastore.schema), Identifier(events_table_name)
+        self._select_stored = SQL(
+            "SELECT originator_id, originator_version FROM {}.{}"
+            " WHERE (originator_id, originator_version) IN"
+            " (SELECT * FROM unnest(%s::{}[], %s::bigint[]))"
+        ).format(schema, table, Identifier(datastore.originator_id_type))
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        if not _groupable(stored_events, kwargs):
+            ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+            return ids
+        return self.committer.submit(stored_events)
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def _commit_together(self, batch: Sequence[PendingSave]) -> Outcomes:
+        ids = [e.originator_id for p in batch for e in p.events]
+        versions = [e.originator_version for p in batch for e in p.events]
+        failure: Exception | None = None
+        outcomes: Outcomes = {}
+        with self.datastore.get_connection() as conn:
+            with (
+                conn.pipeline() as pipeline,
+                conn.transaction(),
+                conn.cursor() as curs,
+                conn.cursor() as keys,
+            ):
+                try:
+                    # The lock first: no other writer can store a key or move the chain's head
+                    # until this transaction ends, and positions are handed out in commit order.
+                    # All of it goes in one round trip (the pipeline), answered together.
+                    self._lock_table(curs)
+                    self._notify_channel(curs)
+                    keys.execute(self._select_stored, (ids, versions), prepare=True)
+                    curs.execute(self._select_head, prepare=True)
+                    head_row = curs.fetchone()
+                    stored = {
+                        (canonical_id(r["originator_id"]), int(r["originator_version"]))
+                        for r in keys.fetchall()
+                    }
+                    accepted, outcomes = _sort_out(batch, stored)
+                    events = [e for p in accepted for e in p.events]
+                    if events:
+                        PostgresAggregateRecorder._insert_stored_events(self, curs, events)
+                        pipeline.sync()
+                        # In insert order (the sequence follows the rows), as seal_all expects.
+                        positions = sorted(int(r["notification_id"]) for r in curs.fetchall())
+                        head = _head(head_row)
+                        seals = seal_all(head, positions, events)
+                        curs.executemany(self._insert_seals, _rows(seals))
+                        outcomes.update(_split(accepted, positions))
+                except Exception as exc:  # noqa: BLE001 - raised once the pipeline ends, as the library does
+                    failure = exc
+            if failure is not None:
+                raise failure
+        return outcomes
+
+
+def _groupable(events: Sequence[StoredEvent], kwargs: dict[str, Any]) -> bool:
+    # The application passes `tracking=None`; a tracking record belongs to a process recorder.
+    return bool(events) and all(value is None for value in kwargs.values())
+
+
+def _head(row: Any) -> tuple[int, bytes] | None:
+    return (int(row["position"]), bytes(row["hash"])) if row else None
+
+
+class GroupCommittingSQLiteRecorder(SealingSQLiteRecorder):
+    """The sealing SQLite recorder, committing concurrent saves together (one fsync for all)."""
+
+    def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events"):
+        super().__init__(datastore, events_table_name)
+        self.committer = GroupCommitter(self._commit_together)
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        if not _groupable(stored_events, kwargs):
+            return super().insert_events(stored_events, **kwargs)
+        return self.committer.submit(stored_events)
+
+    def _commit_together(self, batch: Sequence[PendingSave]) -> Outcomes:
+        outcomes: Outcomes = {}
+        events: list[StoredEvent] = []
+        positions: list[int] = []
+        with self.datastore.transaction(commit=True) as c:
+            for pending in batch:
+                inserted = self._insert_alone(c, pending)
+                if isinstance(inserted, BaseException):
+                    outcomes[pending] = inserted
+                    continue
+                outcomes[pending] = inserted
+                events.extend(pending.events)
+                positions.extend(inserted)
+            if events:
+                c.execute(self._select_head)
+                head = _head(c.fetchone())
+                c.executemany(self._insert_seals, _rows(seal_all(head, positions, events)))
+        return outcomes
+
+    def _insert_alone(
+        self, c: SQLiteCursor, pending: PendingSave
+    ) -> Sequence[int] | IntegrityError:
+        # A savepoint per save: a conflict undoes that save's rows only (SQLite has no round
+        # trips, so trying the insert costs less than looking the keys up first).
+        c.execute("SAVEPOINT save")
+        try:
+            positions = SQLiteApplicationRecorder._insert_events(self, c, pending.events)
+        except sqlite3.IntegrityError as exc:
+            c.execute("ROLLBACK TO save")
+            c.execute("RELEASE save")
+            return IntegrityError(str(exc))
+        c.execute("RELEASE save")
+        assert positions is not None
+        return positions
