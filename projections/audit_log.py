@@ -114,3 +114,12 @@ def audit_positions(tx: Tx, where: AuditFilter, after: int, limit: int) -> Seque
         + " ORDER BY position LIMIT %(limit)s"
     )
     return [int(row["position"]) for row in tx.all(query, params)]
+
+
+def org_holds(tx: Tx, org_id: str, position: int) -> bool:
+    """Whether the index has an event of `org_id` at `position` (the primary key answers)."""
+    row = tx.one(
+        "SELECT 1 AS found FROM audit_log WHERE org_id = %(org)s AND position = %(position)s",
+        {"org": org_id, "position": position},
+    )
+    return row is not None

@@ -138,19 +138,89 @@ def test_auditors_verify_over_http(
 ) -> None:
     auditor = tokens.header("audrey", Role.AUDITOR)
     clean = client.get("/v1/audit/verify", headers=auditor).json()
-    assert (clean["intact"], clean["checked"], clean["problem"]) == (True, head, None)
-    assert clean["head"]["position"] == head and "global" in clean["scope"]
-    published = f"{clean['head']['hash']}@{head}"
-    checked = client.get("/v1/audit/verify", params={"head": published}, headers=auditor)
+    assert (clean["intact"], clean["problem"]) == (True, None)
+    published = verify(chain_store(runtime.settings)).head
+    checked = client.get("/v1/audit/verify", params={"head": str(published)}, headers=auditor)
     assert checked.json()["intact"] is True
     RawLog(runtime.settings).execute("DELETE FROM {events} WHERE {id} = %s", 2)
     tampered = client.get("/v1/audit/verify", headers=auditor).json()
-    assert tampered["intact"] is False and tampered["checked"] == 1
-    assert (tampered["problem"]["position"], tampered["problem"]["kind"]) == (2, "deleted")
+    assert tampered["intact"] is False
+    problem = tampered["problem"]
+    assert (problem["in_your_organization"], problem["position"], problem["kind"]) == (
+        True,
+        2,
+        "deleted",
+    )
     user = tokens.header("ann", Role.USER, sites=("s1",))
     assert client.get("/v1/audit/verify", headers=user).status_code == 403
     bad = client.get("/v1/audit/verify", params={"head": "abc@1"}, headers=auditor)
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
+
+
+def test_over_http_an_auditor_learns_nothing_of_other_organizations(
+    client: TestClient, tokens: Tokens, runtime: Runtime
+) -> None:
+    app = runtime.application
+    write_some_events(app, "s1", org="acme")  # positions 1-8
+    end = write_some_events(app, "g1", org="globex")  # 9-16
+    assert runtime.projector.wait_for(end, 10)
+    acme = tokens.header("audrey", Role.AUDITOR)
+    globex = tokens.header("gus", Role.AUDITOR, org="globex")
+    clean = client.get("/v1/audit/verify", headers=acme).json()
+    # No count of checked events, no head position: both measure every organization's events.
+    assert set(clean) == {"intact", "problem", "scope"} and clean["intact"] is True
+    RawLog(runtime.settings).execute("DELETE FROM {events} WHERE {id} = %s", 11)
+    outside = client.get("/v1/audit/verify", headers=acme).json()
+    assert outside["intact"] is False
+    assert outside["problem"] == {
+        "in_your_organization": False,
+        "position": None,
+        "kind": None,
+        "message": "the log is damaged at a position outside your organization; an operator"
+        " can locate it with `governance audit verify`",
+    }
+    assert "11" not in json.dumps(outside)
+    inside = client.get("/v1/audit/verify", headers=globex).json()["problem"]
+    assert (inside["in_your_organization"], inside["position"], inside["kind"]) == (
+        True,
+        11,
+        "deleted",
+    )
+    # Probing with invented heads cannot measure the log: past its end or at another
+    # organization's event, the answer is the same.
+    fake = "00" * 32
+    answers = [
+        client.get("/v1/audit/verify", params={"head": f"{fake}@{at}"}, headers=acme).json()
+        for at in (10, 16, 17, 5_000)
+    ]
+    assert all(a == outside for a in answers)
+    # The operator's CLI still answers in full.
+    code, output = run_cli(runtime.settings, "audit", "verify", "--json")
+    report = json.loads(output)
+    assert code == 1 and report["checked"] == 10 and report["head"]["position"] == 10
+    assert (report["problem"]["position"], report["problem"]["kind"]) == (11, "deleted")
+
+
+def test_over_http_events_moved_across_organizations_are_located_for_both(
+    client: TestClient, tokens: Tokens, runtime: Runtime
+) -> None:
+    write_some_events(runtime.application, "s1", org="acme")
+    end = write_some_events(runtime.application, "g1", org="globex")
+    assert runtime.projector.wait_for(end, 10)
+    raw = RawLog(runtime.settings)
+    # Swap an acme event with a globex one: acme's auditor sees the first of the two.
+    raw.execute("UPDATE {events} SET {id} = %s WHERE {id} = %s", 10_000, 3)
+    raw.execute("UPDATE {events} SET {id} = %s WHERE {id} = %s", 3, 12)
+    raw.execute("UPDATE {events} SET {id} = %s WHERE {id} = %s", 12, 10_000)
+    acme = tokens.header("audrey", Role.AUDITOR)
+    problem = client.get("/v1/audit/verify", headers=acme).json()["problem"]
+    assert (problem["position"], problem["kind"]) == (3, "reordered")
+    assert "12" not in problem["message"]
+    # globex's event now sits at 3: the first damage is at an acme position to its auditor too,
+    # and it is their event that was moved there.
+    globex = tokens.header("gus", Role.AUDITOR, org="globex")
+    problem = client.get("/v1/audit/verify", headers=globex).json()["problem"]
+    assert (problem["position"], problem["kind"]) == (3, "reordered")
 
 
 def test_migrate_seals_a_log_written_before_the_chain_existed(settings: Settings) -> None:

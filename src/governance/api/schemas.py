@@ -147,20 +147,16 @@ class AuditPage(BaseModel):
     next_after: int | None
 
 
-class ChainHead(BaseModel):
-    position: int
-    hash: str
-
-
 class ChainProblem(BaseModel):
-    position: int
-    kind: Literal["edited", "deleted", "inserted", "reordered", "truncated", "rewritten"]
+    # Position and kind only when the position holds an event of the caller's organization:
+    # the chain is global, and its positions would measure other organizations' activity.
+    in_your_organization: bool
+    position: int | None
+    kind: Literal["edited", "deleted", "inserted", "reordered", "truncated", "rewritten"] | None
     message: str
 
 
 class ChainVerification(BaseModel):
     intact: bool
-    checked: int
-    head: ChainHead | None
     problem: ChainProblem | None
     scope: str
