@@ -25,11 +25,12 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
-from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
+from eventsourcing.persistence import ApplicationRecorder, Mapper
 
 from projections.base import Fold, Projection
 from projections.bulk import BulkTarget, SQLiteBulkTarget, TargetSpec, table_names
 from projections.compare import Check, compare, snapshot
+from projections.decode import EventDecoder, RawRow
 from projections.generations import Generations, PostgresGenerations, SQLiteGenerations
 from projections.projector import Projector
 from projections.store import ViewStore
@@ -69,9 +70,6 @@ def _no_cyclic_gc() -> Iterator[None]:
             gc.enable()
 
 
-RawRow = tuple[int, Any, int, str, bytes]
-
-
 class RawReader(Protocol):
     """Recorders that read plain rows, skipping the library's objects (governance.audit.seal)."""
 
@@ -90,13 +88,6 @@ def _raw_reader(recorder: ApplicationRecorder) -> Callable[[int, int, int], Sequ
         return [(n.id, n.originator_id, n.originator_version, n.topic, n.state) for n in page]
 
     return rows
-
-
-def _stored(row: RawRow) -> Notification:
-    at, originator_id, version, topic, state = row
-    return Notification(
-        id=at, originator_id=originator_id, originator_version=version, topic=topic, state=state
-    )
 
 
 @dataclass(frozen=True)
@@ -145,7 +136,7 @@ def fold_log(
     recorder, mapper = log
     stop = max(stops.values(), default=0)
     position = 0
-    decode = mapper.to_domain_event
+    decode = EventDecoder(mapper)
     share = share or Share()
     mine = [(stops[n], f.apply) for n, f in folds.items() if n in share.partitioned]
     every = [(stops[n], f.apply) for n, f in folds.items() if n not in share.partitioned]
@@ -165,13 +156,13 @@ def fold_log(
                     if mine:
                         claimed = True if share.count == 1 else share.claims(row[4])
                         if claimed is None:
-                            event = decode(_stored(row))
+                            event = decode(row)
                             claimed = share.claims_event(event)
                         if claimed:
                             applies += [apply for limit, apply in mine if at <= limit]
                     if applies:
                         if event is None:
-                            event = decode(_stored(row))
+                            event = decode(row)
                         for apply in applies:
                             apply(event, at)
             position = rows[-1][0]
@@ -185,7 +176,7 @@ def fold_log(
 
 def _fold_page(
     rows: Sequence[RawRow],
-    decode: Callable[[Notification], Any],
+    decode: Callable[[RawRow], Any],
     share: Share,
     mine: Sequence[Callable[[Any, int], None]],
     every: Sequence[Callable[[Any, int], None]],
@@ -198,16 +189,16 @@ def _fold_page(
         if mine:
             claimed = True if whole else claims(row[4])
             if claimed is None:
-                event = decode(_stored(row))
+                event = decode(row)
                 claimed = share.claims_event(event)
             if claimed:
                 if event is None:
-                    event = decode(_stored(row))
+                    event = decode(row)
                 for apply in mine:
                     apply(event, row[0])
         if every:
             if event is None:
-                event = decode(_stored(row))
+                event = decode(row)
             for apply in every:
                 apply(event, row[0])
 
