@@ -104,7 +104,7 @@ class EventDecoder:
             convert = convertors[id_type] = find_id_convertor(cls, cast(Hashable, id_type))
         values["originator_id"] = convert(originator_id)
         values["originator_version"] = version
-        event = object.__new__(cls)
+        event: Any = object.__new__(cls)
         object.__setattr__(event, "__dict__", values)
         return event
 
