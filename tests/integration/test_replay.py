@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
+import sqlite3
 import time
 
+import psycopg
 from fastapi.testclient import TestClient
 
 from governance.auth import Role
@@ -12,7 +15,7 @@ from governance.domain.actor import Actor
 from governance.domain.grant import InstalledBy
 from governance.domain.site import UserInstalls
 from governance.runtime import Runtime, view_generations
-from projections.generations import GenerationalViewStore
+from projections.generations import GenerationalViewStore, PostgresGenerations, SQLiteGenerations
 from projections.rebuild import Share
 from tests.conftest import Tokens
 from tests.integration.audit_support import random_history, run_cli, write_some_events
@@ -124,3 +127,21 @@ def test_worker_processes_build_the_same_generation(runtime: Runtime) -> None:
     assert reached[-1] == runtime.application.head_position()
     assert runtime.views.generations.existing() == [1, 2]  # no worker's part left behind
     assert rebuilder.check().clean
+    # Keys and indexes built after the load are those the projections declare.
+    assert indexes(runtime, 2) == indexes(runtime, 1)
+
+
+def indexes(runtime: Runtime, generation: int) -> list[str]:
+    """Every index of a generation, as its definition without the schema's name."""
+    generations = runtime.views.generations
+    if isinstance(generations, PostgresGenerations):
+        schema = generations.schema_of(generation)
+        with psycopg.connect(generations.url) as conn:
+            found = conn.execute(
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = %s", (schema,)
+            ).fetchall()
+        return sorted(str(d).replace(schema + ".", "") for (d,) in found)
+    assert isinstance(generations, SQLiteGenerations)
+    with contextlib.closing(sqlite3.connect(generations.path(generation))) as conn:
+        found = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'").fetchall()
+    return sorted(f"{name}: {ddl}" for name, ddl in found)
