@@ -15,11 +15,11 @@ drops. From there the ordinary projector applies each event once per projection,
 from __future__ import annotations
 
 import gc
-import hashlib
 import multiprocessing
 import os
 import time
 import traceback
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
@@ -27,7 +27,6 @@ from typing import Any, Protocol, cast
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper
 
-from governance.audit.seal import SITE_KEY
 from projections.base import Fold, Projection
 from projections.bulk import BulkTarget, SQLiteBulkTarget, TargetSpec, table_names
 from projections.compare import Check, compare, snapshot
@@ -77,27 +76,9 @@ class RawReader(Protocol):
     def select_raw(self, after: int, limit: int, stop: int) -> Sequence[RawRow]: ...
 
 
-class ShareReader(Protocol):
-    """Recorders whose server picks a worker's share of the rows (governance.audit.seal)."""
-
-    def select_raw_share(
-        self, after: int, limit: int, stop: int, index: int, count: int
-    ) -> Sequence[RawRow]: ...
-
-
-def _raw_reader(
-    recorder: ApplicationRecorder, share: Share | None = None
-) -> Callable[[int, int, int], Sequence[RawRow]]:
-    """How to read pages of rows; with a `share`, only rows of that share may be left out."""
-    if share is not None and getattr(recorder, "select_raw_share", None) is not None:
-        select_share = cast(ShareReader, recorder).select_raw_share
-        index, count = share.index, share.count
-
-        def shared(after: int, limit: int, stop: int) -> Sequence[RawRow]:
-            return select_share(after, limit, stop, index, count)
-
-        return shared
-    if getattr(recorder, "select_raw", None) is not None:
+def _raw_reader(recorder: ApplicationRecorder) -> Callable[[int, int, int], Sequence[RawRow]]:
+    select_raw = getattr(recorder, "select_raw", None)
+    if select_raw is not None:
         return cast(RawReader, recorder).select_raw
 
     def rows(after: int, limit: int, stop: int) -> Sequence[RawRow]:
@@ -121,31 +102,25 @@ class Share:
     # The site id is read from the stored JSON without decoding the event: a worker then
     # decodes only its share. Anything unusual (escapes, no match, compressed or encrypted
     # state) falls back to the decoded event, so every worker puts a site in the same share.
-    # On PostgreSQL the server makes the same cut (`SITE_KEY`, governance.audit.seal), so a
-    # worker is sent only its share and the rows the server cannot place.
     def claims(self, state: bytes) -> bool | None:
         """Whether the event is in this share; None when only the decoded event can tell."""
-        start = state.find(SITE_KEY)
-        if start < 0 or state.count(SITE_KEY) != 1:  # none, or which one is the event's?
+        start = state.find(_SITE_KEY)
+        if start < 0 or state.count(_SITE_KEY) != 1:  # none, or which one is the event's?
             return None
-        start += len(SITE_KEY)
-        end = state.find(b'"', start)
-        if end < 0:
-            return None
-        site_id = state[start:end]
+        start += len(_SITE_KEY)
+        site_id = state[start : state.find(b'"', start)]
         if b"\\" in site_id:
             return None
-        return self.of(site_id) == self.index
+        return zlib.crc32(site_id) % self.count == self.index
 
     def claims_event(self, event: object) -> bool:
         site_id = getattr(event, "site_id", None)
         if not isinstance(site_id, str):
             return self.index == 0
-        return self.of(site_id.encode()) == self.index
+        return zlib.crc32(site_id.encode()) % self.count == self.index
 
-    def of(self, site_id: bytes) -> int:
-        """The share of a site: the first byte of its id's MD5 (the server can compute it)."""
-        return hashlib.md5(site_id, usedforsecurity=False).digest()[0] % self.count
+
+_SITE_KEY = b'"site_id":"'  # as the library's JSON encoder writes it (no spaces)
 
 
 def fold_log(
@@ -165,13 +140,11 @@ def fold_log(
     share = share or Share()
     mine = [(stops[n], f.apply) for n, f in folds.items() if n in share.partitioned]
     every = [(stops[n], f.apply) for n, f in folds.items() if n not in share.partitioned]
-    # A worker with only site-partitioned folds needs only its share of the rows.
-    read = _raw_reader(recorder, share if share.count > 1 and not every else None)
+    read = _raw_reader(recorder)
     with _no_cyclic_gc():
         while (mine or every) and position < stop:
             rows = read(position, page, stop)
-            if not rows:  # nothing (of this share) is left up to `stop`: all of it was seen
-                position = stop
+            if not rows:
                 break
             if all(limit >= rows[-1][0] for limit, _ in (*mine, *every)):
                 _fold_page(rows, decode, share, [a for _, a in mine], [a for _, a in every])

@@ -158,26 +158,12 @@ class SealingPostgresRecorder(PostgresApplicationRecorder):
             "SELECT notification_id, originator_id, originator_version, topic, state FROM {}.{}"
             " WHERE notification_id = ANY(%s) ORDER BY notification_id"
         ).format(Identifier(datastore.schema), Identifier(events_table_name))
-        self._select_share = SQL(_SELECT_SHARE).format(
-            Identifier(datastore.schema), Identifier(events_table_name)
-        )
 
     def select_raw(self, after: int, limit: int, stop: int) -> list[RawRow]:
         """Plain rows (position, originator id, version, topic, state): a replay's fast read."""
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
             # Binary results: the state arrives as bytes, not hex to decode (half the CPU).
             curs.execute(self._select_raw, (after, stop, limit), prepare=True, binary=True)
-            return curs.fetchall()
-
-    def select_raw_share(
-        self, after: int, limit: int, stop: int, index: int, count: int
-    ) -> list[RawRow]:
-        """`select_raw`, but only the rows of share `index` of `count` of the sites, and those
-        whose site the server cannot find (`projections.rebuild.Share` decides the same way)."""
-        params: dict[str, object] = {"after": after, "stop": stop, "limit": limit}
-        params |= {"index": index, "count": count, "key": SITE_KEY, "skip": len(SITE_KEY)}
-        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
-            curs.execute(self._select_share, params, prepare=True, binary=True)
             return curs.fetchall()
 
     def select_notifications_at(self, positions: Sequence[int]) -> list[Notification]:
@@ -207,30 +193,6 @@ class SealingPostgresRecorder(PostgresApplicationRecorder):
         return ids
 
 
-# How the stored JSON names an event's site, as the library's encoder writes it (no spaces).
-SITE_KEY = b'"site_id":"'
-
-# A worker's share of the log, chosen by the server: the site id is cut out of the stored JSON
-# as `projections.rebuild.Share.claims` cuts it (one occurrence of the key, up to the next
-# quote, no backslash), and a site belongs to share md5(site)[0] % count. A row whose site the
-# server cannot find is sent to every worker, which decodes it to decide.
-_SELECT_SHARE = """
-SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, e.state
-FROM {}.{} AS e
-CROSS JOIN LATERAL (SELECT position(%(key)s::bytea IN e.state) AS at) AS k
-CROSS JOIN LATERAL (SELECT substring(e.state FROM k.at + %(skip)s) AS rest) AS r
-CROSS JOIN LATERAL (
-    SELECT CASE WHEN k.at > 0 AND position(%(key)s::bytea IN r.rest) = 0
-        AND position('\\x22'::bytea IN r.rest) > 0
-    THEN substring(r.rest FOR position('\\x22'::bytea IN r.rest) - 1) END AS site
-) AS s
-WHERE e.notification_id > %(after)s AND e.notification_id <= %(stop)s
-AND (s.site IS NULL OR position('\\x5c'::bytea IN s.site) > 0
-     OR get_byte(decode(md5(s.site), 'hex'), 0) %% %(count)s = %(index)s)
-ORDER BY e.notification_id LIMIT %(limit)s
-"""
-
-
 class SealingSQLiteRecorder(SQLiteApplicationRecorder):
     """The library's SQLite recorder, sealing each insert while it holds the write lock."""
 
@@ -255,10 +217,7 @@ class SealingSQLiteRecorder(SQLiteApplicationRecorder):
                 " ORDER BY rowid LIMIT ?",
                 (after, stop, limit),
             )
-            cursor = c.sqlite_cursor
-            cursor.row_factory = None  # plain tuples: no sqlite3.Row to copy each row out of
-            rows: list[RawRow] = cursor.fetchall()
-            return rows
+            return [tuple(row) for row in c.fetchall()]
 
     def select_notifications_at(self, positions: Sequence[int]) -> list[Notification]:
         """The events stored at `positions` (a page of the audit trail), in log order."""
