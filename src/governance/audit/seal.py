@@ -217,7 +217,10 @@ class SealingSQLiteRecorder(SQLiteApplicationRecorder):
                 " ORDER BY rowid LIMIT ?",
                 (after, stop, limit),
             )
-            return [tuple(row) for row in c.fetchall()]
+            cursor = c.sqlite_cursor
+            cursor.row_factory = None  # plain tuples: no sqlite3.Row to copy each row out of
+            rows: list[RawRow] = cursor.fetchall()
+            return rows
 
     def select_notifications_at(self, positions: Sequence[int]) -> list[Notification]:
         """The events stored at `positions` (a page of the audit trail), in log order."""
