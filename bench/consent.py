@@ -122,20 +122,42 @@ def drop_schema(schema: str) -> None:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
+@dataclass(frozen=True)
+class Run:
+    load: Load
+    cpu_us: float  # the server process's CPU time (all its threads) per request answered
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (from /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wrk(
     url: str,
     headers: dict[str, str],
     seconds: int,
     connections: int,
     script: Path | None = None,
-) -> Load:
+    pid: int | None = None,
+) -> Run:
+    """One wrk run (one thread); with `pid`, also the server's CPU time per request.
+
+    CPU per request hardly depends on what else the shared machine runs, unlike rates and
+    latencies, which is why it is printed beside them.
+    """
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
     if script is not None:
         command += ["-s", str(script)]
+    before = cpu_seconds(pid) if pid is not None else 0.0
     out = subprocess.run([*command, url], check=True, capture_output=True, text=True).stdout
-    return parse_wrk(out)
+    used = cpu_seconds(pid) - before if pid is not None else 0.0
+    answered = re.search(r"(\d+) requests in", out)
+    count = int(answered.group(1)) if answered else 0
+    return Run(parse_wrk(out), used / count * 1e6 if count else 0.0)
 
 
 def parse_wrk(out: str) -> Load:
@@ -161,13 +183,18 @@ def parse_wrk(out: str) -> Load:
     )
 
 
-def medians(loads: list[Load]) -> Load:
+def medians(runs: list[Run]) -> Load:
+    loads = [run.load for run in runs]
     return Load(
         median([load.requests_per_second for load in loads]),
         median([load.p50_ms for load in loads]),
         median([load.p99_ms for load in loads]),
         sum(load.non_2xx for load in loads),
     )
+
+
+def cpu_median(runs: list[Run]) -> float:
+    return median([run.cpu_us for run in runs])
 
 
 def token(sub: str = "user-7") -> str:
@@ -182,7 +209,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     args = parser.parse_args()
     auth = {"Authorization": f"Bearer {token()}"}
-    runs: dict[str, list[Load]] = {"bare": [], "bare_sync": [], "consent": [], "health": []}
+    runs: dict[str, list[Run]] = {"bare": [], "bare_sync": [], "consent": [], "health": []}
     loads: list[str] = []
     backend = "PostgreSQL" if os.environ.get("DATABASE_URL") else "SQLite"
     print(f"consent over HTTP, {backend}, {args.installs:,} installs, load {load_average()}")
@@ -192,18 +219,27 @@ def main() -> None:
         governance(args.installs, Path(scratch)) as served,
     ):
         targets = {
-            "bare": (bare.url + CONSENT, {}),
-            "bare_sync": (bare.url + "/sync" + CONSENT, {}),
-            "consent": (served.url + CONSENT, auth),
-            "health": (served.url + "/health", {}),
+            "bare": (bare, CONSENT, {}),
+            "bare_sync": (bare, "/sync" + CONSENT, {}),
+            "consent": (served, CONSENT, auth),
+            "health": (served, "/health", {}),
         }
-        for url, headers in targets.values():  # warm up: first requests fill the caches
-            wrk(url, headers, 1, args.connections)
+        for server, path, headers in targets.values():  # warm up: the first fill the caches
+            wrk(server.url + path, headers, 1, args.connections)
         for n in range(args.rounds):
-            for name, (url, headers) in targets.items():
-                runs[name].append(wrk(url, headers, args.seconds, args.connections))
+            # Alternate the order (ABBA) so a drift of the machine's load favours neither.
+            order = list(targets) if n % 2 == 0 else list(reversed(targets))
+            for name in order:
+                server, path, headers = targets[name]
+                run = wrk(
+                    server.url + path, headers, args.seconds, args.connections, pid=server.pid
+                )
+                runs[name].append(run)
             loads.append(load_average())
-            line = "  ".join(f"{k} {v[-1].requests_per_second:,.0f}/s" for k, v in runs.items())
+            line = "  ".join(
+                f"{k} {v[-1].load.requests_per_second:,.0f}/s {v[-1].cpu_us:.0f} us"
+                for k, v in runs.items()
+            )
             print(f"  round {n + 1}: {line}  (load average {loads[-1]})")
     figures = {name: medians(values) for name, values in runs.items()}
     assert all(load.non_2xx == 0 for load in figures.values()), figures
@@ -233,6 +269,20 @@ def main() -> None:
         ),
         row("consent p50 latency (ms) vs bare async", consent.p50_ms, bare.p50_ms, "ms", "report"),
         row("consent p99 latency (ms) vs bare async", consent.p99_ms, bare.p99_ms, "ms", "report"),
+        row(
+            "server CPU per request (us), consent vs bare async",
+            cpu_median(runs["consent"]),
+            cpu_median(runs["bare"]),
+            "us",
+            "report",
+        ),
+        row(
+            "server CPU per request (us), consent vs bare def",
+            cpu_median(runs["consent"]),
+            cpu_median(runs["bare_sync"]),
+            "us",
+            "report",
+        ),
     ]
     print(f"load average after each round: {' | '.join(loads)}")
     for result in results:

@@ -24,7 +24,9 @@ from pathlib import Path
 
 from bench.consent import (
     RESULTS,
+    Run,
     Server,
+    cpu_median,
     governance_env,
     load_average,
     medians,
@@ -35,7 +37,6 @@ from bench.consent import (
 )
 from bench.report import row, save
 from bench.seed import seed_installs
-from bench.servers import Load
 from governance.runtime import Runtime, migrate
 
 DATA = Path("var/bench")
@@ -129,25 +130,35 @@ def main() -> None:
     sizes = [args.small, args.large]
     scripts = {n: cold_script(n, DATA) for n in sizes}
     auth = {"Authorization": f"Bearer {token()}"}
-    hot: dict[int, list[Load]] = {n: [] for n in sizes}
-    cold: dict[int, list[Load]] = {n: [] for n in sizes}
+    hot: dict[int, list[Run]] = {n: [] for n in sizes}
+    cold: dict[int, list[Run]] = {n: [] for n in sizes}
     loads: list[str] = []
     with served(sizes) as servers:
         for n in sizes:  # warm up: fill the caches, compile the queries
             wrk(servers[n].url + HOT, auth, 1, args.connections)
             wrk(servers[n].url + HOT, {}, 1, args.connections, scripts[n])
         for r in range(args.rounds):
-            for n in sizes:
-                hot[n].append(wrk(servers[n].url + HOT, auth, args.seconds, args.connections))
+            # Alternate the order (ABBA) so a drift of the machine's load favours neither.
+            order = sizes if r % 2 == 0 else sizes[::-1]
+            for n in order:
+                server = servers[n]
+                hot[n].append(
+                    wrk(server.url + HOT, auth, args.seconds, args.connections, pid=server.pid)
+                )
+            for n in order[::-1]:
+                server = servers[n]
                 cold[n].append(
-                    wrk(servers[n].url + HOT, {}, args.seconds, args.connections, scripts[n])
+                    wrk(
+                        server.url + HOT, {}, args.seconds, args.connections, scripts[n], server.pid
+                    )
                 )
             loads.append(load_average())
             line = "  ".join(
-                f"{n:,}: hot {hot[n][-1].p50_ms:.2f} ms, cold {cold[n][-1].p50_ms:.2f} ms"
+                f"{n:,}: hot {hot[n][-1].load.p50_ms:.2f} ms {hot[n][-1].cpu_us:.0f} us,"
+                f" cold {cold[n][-1].load.p50_ms:.2f} ms {cold[n][-1].cpu_us:.0f} us"
                 for n in sizes
             )
-            print(f"  round {r + 1}: p50 {line}  (load average {loads[-1]})")
+            print(f"  round {r + 1}: p50, CPU/request {line}  (load average {loads[-1]})")
         memory = {n: peak_memory_mb(servers[n].pid) for n in sizes}
     small, large = args.small, args.large
     h = {n: medians(hot[n]) for n in sizes}
@@ -196,6 +207,20 @@ def main() -> None:
             c[large].requests_per_second,
             c[small].requests_per_second,
             "req/s",
+            "report",
+        ),
+        row(
+            f"server CPU/request (us), hot, {big} vs {few}",
+            cpu_median(hot[large]),
+            cpu_median(hot[small]),
+            "us",
+            "report",
+        ),
+        row(
+            f"server CPU/request (us), cold, {big} vs {few}",
+            cpu_median(cold[large]),
+            cpu_median(cold[small]),
+            "us",
             "report",
         ),
         row(
