@@ -203,7 +203,9 @@ def token(sub: str = "user-7") -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--installs", type=int, default=1_000)
+    parser.add_argument("--installs", "--small", type=int, default=1_000)
+    # Store size against latency is bench.consent_scale's figure; accepted for older callers.
+    parser.add_argument("--large", type=int, help="ignored: see python -m bench.consent_scale")
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
