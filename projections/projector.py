@@ -53,6 +53,7 @@ class Projector:
         self.topics = topics
         self.wake = threading.Event()
         self._progress = threading.Condition()
+        self.batches = 0  # batches committed by this projector, for `wait_progress`
 
     def create_tables(self) -> None:
         with self.store.transaction() as tx:
@@ -111,6 +112,7 @@ class Projector:
                         {"p": last, "n": projection.name},
                     )
         with self._progress:
+            self.batches += 1
             self._progress.notify_all()
         return max(len(notifications), 1)
 
@@ -156,6 +158,15 @@ class Projector:
             with self._progress:
                 self._progress.wait(min(remaining, 0.02))
         return True
+
+    def wait_progress(self, seen: int, timeout: float) -> int:
+        """Wait until this projector commits a batch after the `seen`-th, or `timeout` passes.
+
+        Returns the count of batches now: pass it back as `seen` to wait for the next one.
+        """
+        with self._progress:
+            self._progress.wait_for(lambda: self.batches != seen, timeout)
+            return self.batches
 
     def _lock_positions(self, tx: Tx) -> dict[str, int]:
         rows = tx.all(_LOCK_POSITIONS[self.store.dialect])

@@ -8,7 +8,9 @@ JWKS (a URL or a file) with a configured issuer and audience.
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -71,6 +73,10 @@ class KeySource(Protocol):
     def key_for(self, token: str, kid: str | None) -> Any: ...
 
 
+# How long a JWKS fetched from a URL is trusted before it is fetched again (seconds).
+JWKS_LIFESPAN = 300
+
+
 class JwksFile:
     """A JWKS document on disk, read once."""
 
@@ -94,7 +100,18 @@ class JwksUrl:
     """The identity provider's JWKS endpoint, cached; refetched when an unknown `kid` appears."""
 
     def __init__(self, url: str, timeout: float = 5.0) -> None:
-        self._client = jwt.PyJWKClient(url, cache_keys=True, lifespan=300, timeout=timeout)
+        self._client = jwt.PyJWKClient(
+            url, cache_keys=True, lifespan=JWKS_LIFESPAN, timeout=timeout
+        )
+
+    def trusted_until(self) -> float:
+        """When the keys fetched last expire from the cache (wall-clock seconds; now if none)."""
+        cache = self._client.jwk_set_cache
+        fetched = cache.jwk_set_with_timestamp if cache is not None else None
+        if fetched is None:
+            return time.time()
+        left = fetched.get_timestamp() + JWKS_LIFESPAN - time.monotonic()
+        return time.time() + max(0.0, left)
 
     def key_for(self, token: str, kid: str | None) -> Any:
         try:
@@ -112,16 +129,64 @@ class IdentityProvider:
     audience: str
 
 
+class VerifiedTokens:
+    """Tokens verified lately and whom they name, so a caller's next request skips the crypto.
+
+    Keyed by the whole token string (a changed byte is another key, verified afresh). An entry
+    lasts until the token's `exp` and, for an identity provider's token, never longer than the
+    provider's keys are cached, so a key withdrawn from the JWKS stops working as it would have
+    without this cache. Bounded: the least recently used entries go first.
+    """
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._max = max_entries
+        self._entries: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, token: str, now: float | None = None) -> Principal | None:
+        with self._lock:
+            entry = self._entries.get(token)
+            if entry is None:
+                return None
+            until, principal = entry
+            if (time.time() if now is None else now) >= until:
+                del self._entries[token]
+                return None
+            self._entries.move_to_end(token)
+            return principal
+
+    def put(self, token: str, principal: Principal, until: float) -> None:
+        with self._lock:
+            self._entries[token] = (until, principal)
+            self._entries.move_to_end(token)
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 class TokenCodec:
     def __init__(
         self,
         secret: str,
         leeway_seconds: int = 30,
         identity_provider: IdentityProvider | None = None,
+        verified: VerifiedTokens | None = None,
     ) -> None:
         self._secret = secret
         self._leeway = leeway_seconds
         self._idp = identity_provider
+        self.verified = verified if verified is not None else VerifiedTokens()
+
+    @property
+    def may_fetch_keys(self) -> bool:
+        """Whether verifying a token may wait on the network (a JWKS URL): then not on a loop."""
+        return self._idp is not None and isinstance(self._idp.keys, JwksUrl)
+
+    def verified_already(self, token: str) -> Principal | None:
+        """The caller of a token verified lately and still valid; None means verify it."""
+        return self.verified.get(token)
 
     def issue(
         self,
@@ -148,22 +213,31 @@ class TokenCodec:
 
     def verify(self, token: str) -> Principal:
         """The caller the token names, or InvalidToken (also for `alg: none` and unknown keys)."""
+        known = self.verified.get(token)
+        if known is not None:
+            return known
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as error:
             raise InvalidToken(str(error)) from None
         algorithm = header.get("alg")
         if algorithm == _ALGORITHM:
-            return self._decode(token, self._secret, [_ALGORITHM], _REQUIRED)
+            principal, expires = self._decode(token, self._secret, [_ALGORITHM], _REQUIRED)
+            self.verified.put(token, principal, expires)
+            return principal
         if self._idp is None or algorithm not in _IDP_ALGORITHMS:
             raise InvalidToken(f"tokens signed with {str(algorithm)[:20]!r} are not accepted")
         kid = header.get("kid")
         key = self._idp.keys.key_for(token, kid if isinstance(kid, str) else None)
-        return self._decode(token, key, [algorithm], _IDP_REQUIRED)
+        principal, expires = self._decode(token, key, [algorithm], _IDP_REQUIRED)
+        if isinstance(self._idp.keys, JwksUrl):
+            expires = min(expires, self._idp.keys.trusted_until())
+        self.verified.put(token, principal, expires)
+        return principal
 
     def _decode(
         self, token: str, key: Any, algorithms: list[str], required: list[str]
-    ) -> Principal:
+    ) -> tuple[Principal, float]:
         idp = self._idp if required is _IDP_REQUIRED else None
         try:
             claims = jwt.decode(
@@ -178,7 +252,8 @@ class TokenCodec:
         except jwt.PyJWTError as error:
             raise InvalidToken(str(error)) from None
         # PyJWT checked the signature, exp, nbf and iat (none in the future), iss and aud.
-        return _principal(claims)
+        # A verified token is remembered until its `exp` (PyJWT allows the leeway beyond it).
+        return _principal(claims), float(claims["exp"])
 
 
 _MAX_ID = 255

@@ -32,6 +32,7 @@ from projections.app_requests import AppRequestsProjection
 from projections.audit_log import AuditLogProjection
 from projections.base import Projection
 from projections.connected_apps import ConnectedAppsProjection
+from projections.consent_inputs import ConsentInputsCache
 from projections.generations import (
     GenerationalViewStore,
     Generations,
@@ -99,6 +100,13 @@ class Runtime:
         """Built on first use: only processes that verify or issue tokens need the secret, and
         there a weak one stops the process (see `Settings.resolved_jwt_secret`)."""
         return token_codec(self.settings)
+
+    @cached_property
+    def consent_inputs(self) -> ConsentInputsCache:
+        """What consent decisions read, in memory, following the read models' position."""
+        cache = ConsentInputsCache(self.views, self.projector)
+        self._spawn(cache.follow, self._stop)
+        return cache
 
     def rebuilder(self, progress: Progress | None = None) -> Rebuilder:
         """What `governance replay` runs: new generations of every read model, built from zero."""

@@ -19,14 +19,17 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from governance.auth import (
+    JWKS_LIFESPAN,
     IdentityProvider,
     InvalidToken,
     JwksFile,
     JwksUrl,
     KeySource,
     KeysUnavailable,
+    Principal,
     Role,
     TokenCodec,
+    VerifiedTokens,
 )
 
 ISSUER = "https://idp.example.test/"
@@ -231,3 +234,44 @@ def test_an_unreachable_jwks_url_is_unavailable_not_invalid(keys: Keys) -> None:
     unreachable = codec(JwksUrl("http://127.0.0.1:9/jwks.json", timeout=1))
     with pytest.raises(KeysUnavailable):
         unreachable.verify(rs256(keys, claims()))
+
+
+def test_a_verified_token_is_remembered_until_its_exp_and_no_longer() -> None:
+    codec = TokenCodec(SECRET)
+    token = codec.issue(sub="ann", org="acme", roles=[Role.USER], ttl_seconds=600)
+    exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+    principal = codec.verify(token)
+    assert codec.verified.get(token, now=exp - 1) == principal
+    assert codec.verified.get(token, now=exp) is None
+
+
+def test_a_changed_token_is_never_answered_from_the_cache() -> None:
+    codec = TokenCodec(SECRET)
+    token = codec.issue(sub="ann", org="acme", roles=[Role.USER])
+    codec.verify(token)
+    head, body, signature = token.split(".")
+    forged = f"{head}.{body}.{'B' if signature[0] == 'A' else 'A'}{signature[1:]}"
+    with pytest.raises(InvalidToken):
+        codec.verify(forged)
+
+
+def test_the_verified_tokens_are_bounded_the_least_recently_used_going_first() -> None:
+    cache = VerifiedTokens(max_entries=3)
+    principal = Principal("ann", "acme", frozenset({Role.USER}), frozenset())
+    far = time.time() + 3600
+    for name in ("a", "b", "c"):
+        cache.put(name, principal, far)
+    assert cache.get("a") == principal  # a is now the most recently used
+    cache.put("d", principal, far)
+    assert len(cache) == 3
+    assert cache.get("b") is None and cache.get("a") == principal
+
+
+def test_an_identity_provider_token_is_remembered_no_longer_than_its_keys(
+    jwks_url: str, keys: Keys
+) -> None:
+    codec_ = codec(JwksUrl(jwks_url))
+    token = rs256(keys, claims(exp=int(time.time()) + 3600))
+    principal = codec_.verify(token)
+    assert codec_.verified.get(token) == principal
+    assert codec_.verified.get(token, now=time.time() + JWKS_LIFESPAN + 1) is None

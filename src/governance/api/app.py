@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from governance import web
+from governance.api.consent import ConsentFastPath
 from governance.api.errors import install_error_handlers
 from governance.api.idempotency import Idempotency
 from governance.api.idempotency import document as document_idempotency_key
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(audit.router)
     app.include_router(web.router)
     # Innermost first: the key is checked after the rate limit, the rate after the size cap.
+    app.add_middleware(ConsentFastPath, runtime=live)  # repeated consent questions, from memory
     app.add_middleware(
         Idempotency,
         store=live.idempotency,

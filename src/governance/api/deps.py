@@ -1,7 +1,12 @@
-"""Dependencies the routes declare; tests override them through `app.dependency_overrides`."""
+"""Dependencies the routes declare; tests override them through `app.dependency_overrides`.
+
+Those that never wait on I/O are `async def`: FastAPI runs a plain `def` dependency in its thread
+pool, a hop that cost more than the work itself on the consent screen's path.
+"""
 
 from typing import Annotated
 
+from anyio import to_thread
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -14,7 +19,7 @@ from governance.runtime import Runtime
 from projections.store import ViewStore
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -22,7 +27,7 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_application(runtime: RuntimeDep) -> GovernanceApplication:
+async def get_application(runtime: RuntimeDep) -> GovernanceApplication:
     return runtime.application
 
 
@@ -31,14 +36,21 @@ Governance = Annotated[GovernanceApplication, Depends(get_application)]
 _bearer = HTTPBearer(auto_error=False, description="A JWT from `governance token` or your IdP")
 
 
-def authenticate(
+async def authenticate(
     runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     request: Request,
 ) -> Principal:
     if credentials is None:
         raise InvalidToken("send 'Authorization: Bearer <token>'")
-    principal = runtime.tokens.verify(credentials.credentials)
+    tokens, token = runtime.tokens, credentials.credentials
+    principal = tokens.verified_already(token)
+    if principal is None:
+        # Fetching an identity provider's keys waits on the network: never on the event loop.
+        if tokens.may_fetch_keys:
+            principal = await to_thread.run_sync(tokens.verify, token)
+        else:
+            principal = tokens.verify(token)
     request.state.account_id = principal.account_id  # for the access log
     return principal
 
@@ -46,7 +58,7 @@ def authenticate(
 CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
 
 
-def current_actor(principal: CurrentPrincipal, request: Request) -> Actor:
+async def current_actor(principal: CurrentPrincipal, request: Request) -> Actor:
     """Who acts, for whom, and the request id (set by the middleware), stored on its events."""
     return Actor(
         principal.account_id,
@@ -58,39 +70,53 @@ def current_actor(principal: CurrentPrincipal, request: Request) -> Actor:
 CurrentActor = Annotated[Actor, Depends(current_actor)]
 
 
-def caught_up_views(
-    runtime: RuntimeDep,
-    min_position: Annotated[
-        int | None,
-        Query(
-            ge=0,
-            le=MAX_POSITION,
-            description="Wait until the read models include this log position.",
-        ),
-    ] = None,
-) -> ViewStore:
+MinPosition = Annotated[
+    int | None,
+    Query(
+        ge=0,
+        le=MAX_POSITION,
+        description="Wait until the read models include this log position.",
+    ),
+]
+
+
+def reach_position(runtime: Runtime, min_position: int) -> None:
+    """Return once the read models include `min_position`: 422 if no write ever reached it,
+    503 if they did not within the configured time. Blocking: off the event loop."""
+    head = runtime.application.head_position()
+    if min_position > head:
+        # No write ever answered with this position: waiting for it would only time out.
+        message = f"the log has not reached position {min_position} (it is at {head})"
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"min_position: {message}",
+            details=[{"field": "min_position", "message": message}],
+        )
+    timeout = runtime.settings.min_position_timeout
+    if not runtime.projector.wait_for(min_position, timeout):
+        raise ApiError(
+            503,
+            "read_models_behind",
+            f"the read models did not reach position {min_position} within {timeout:g} s;"
+            " retry shortly",
+            headers={"Retry-After": "1"},
+        )
+
+
+def caught_up_views(runtime: RuntimeDep, min_position: MinPosition = None) -> ViewStore:
     """The read models, once they include `min_position` (read-your-writes after a command)."""
     if min_position is not None:
-        head = runtime.application.head_position()
-        if min_position > head:
-            # No write ever answered with this position: waiting for it would only time out.
-            message = f"the log has not reached position {min_position} (it is at {head})"
-            raise ApiError(
-                422,
-                "invalid_request",
-                f"min_position: {message}",
-                details=[{"field": "min_position", "message": message}],
-            )
-        timeout = runtime.settings.min_position_timeout
-        if not runtime.projector.wait_for(min_position, timeout):
-            raise ApiError(
-                503,
-                "read_models_behind",
-                f"the read models did not reach position {min_position} within {timeout:g} s;"
-                " retry shortly",
-                headers={"Retry-After": "1"},
-            )
+        reach_position(runtime, min_position)
     return runtime.views
 
 
 Views = Annotated[ViewStore, Depends(caught_up_views)]
+
+
+async def wanted_position(min_position: MinPosition = None) -> int | None:
+    """`?min_position=N` for routes that wait for it themselves, without a worker thread."""
+    return min_position
+
+
+WantedPosition = Annotated[int | None, Depends(wanted_position)]

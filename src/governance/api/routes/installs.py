@@ -1,16 +1,21 @@
 """End users' and admins' installs, self-revocations, and the consent screen's question."""
 
-from typing import Literal
-
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from governance.api.access import installer_role, same_org
-from governance.api.deps import CurrentActor, CurrentPrincipal, Governance, RuntimeDep, Views
+from governance.api.consent import consent_body
+from governance.api.deps import (
+    CurrentActor,
+    CurrentPrincipal,
+    Governance,
+    RuntimeDep,
+    WantedPosition,
+)
 from governance.api.errors import error_body
 from governance.api.params import AppIdPath, AppIdQuery, ScopesQuery, SiteId
 from governance.api.schemas import ConsentDecision, ErrorBody, InstallationPublic, InstallRequest
-from governance.api.usecases import consent_for, install_for
+from governance.api.usecases import install_for
 from governance.application import InstallStatus
 
 router = APIRouter(prefix="/v1/sites/{site_id}", tags=["installs"])
@@ -76,27 +81,17 @@ def uninstall(
 
 
 @router.get("/consent", response_model=ConsentDecision)
-def consent(
+async def consent(
     site_id: SiteId,
     app_id: AppIdQuery,
     principal: CurrentPrincipal,
-    views: Views,
     runtime: RuntimeDep,
+    min_position: WantedPosition,
     scopes: ScopesQuery = [],  # noqa: B006 - never mutated
-) -> ConsentDecision:
+) -> Response:
     """May the caller install this app (with these scopes) now, and if not, may they request it?
 
     What a consent screen asks before showing Accept, or a "Request access" button.
     """
-    with views.read() as tx:
-        consent = consent_for(tx, principal, site_id, app_id, scopes)
-    verdict = consent.verdict
-    decision: Literal["allow", "deny"] = "allow" if verdict.allowed else "deny"
-    runtime.metrics.consent_decided(decision, verdict.reason.value)
-    return ConsentDecision(
-        decision=decision,
-        reason=verdict.reason.value,
-        message=verdict.message,
-        policy_version=consent.policy.version,
-        can_request=verdict.can_request,
-    )
+    body = await consent_body(runtime, principal, site_id, app_id, scopes, min_position)
+    return Response(body, media_type="application/json")
