@@ -85,8 +85,12 @@ def reach_position(runtime: Runtime, min_position: int) -> None:
     503 if they did not within the configured time. Blocking: off the event loop."""
     head = runtime.application.head_position()
     if min_position > head:
-        # No write ever answered with this position: waiting for it would only time out.
-        message = f"the log has not reached position {min_position} (it is at {head})"
+        # No write ever answered with this position: waiting for it would only time out. The
+        # head itself is not named: it measures every organization's activity.
+        message = (
+            f"the log has not reached position {min_position}; "
+            "use a position from a command's X-Event-Position header"
+        )
         raise ApiError(
             422,
             "invalid_request",
