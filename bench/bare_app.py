@@ -8,7 +8,7 @@ thread pool (what the consent route was before it went async), shown for compari
 from fastapi import FastAPI
 
 app = FastAPI()
-_DECISION = {
+_DECISION: dict[str, object] = {
     "decision": "allow",
     "reason": "allowed_by_policy",
     "message": None,

@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -141,7 +140,7 @@ def main() -> None:
         kafka_bootstrap_servers=servers,
         events_topic=f"bench-{run}.events",
         policy_topic=f"bench-{run}.site-policy",
-        jwt_secret=SECRET,  # type: ignore[arg-type]
+        jwt_secret=SECRET,
     )
     port = free_port()
     env = {
@@ -205,4 +204,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -88,7 +88,7 @@ def governance_env(data_dir: Path, schema: str | None) -> dict[str, str]:
 def settings_of(env: dict[str, str]) -> Settings:
     return Settings(
         data_dir=Path(env["GOVERNANCE_DATA_DIR"]),
-        jwt_secret=SECRET,  # type: ignore[arg-type]
+        jwt_secret=SECRET,
         database_schema=env.get("GOVERNANCE_DATABASE_SCHEMA", "public"),
     )
 
@@ -217,12 +217,12 @@ def main() -> None:
     print(f"consent over HTTP, {backend}, {args.installs:,} installs, load {load_average()}")
     with (
         tempfile.TemporaryDirectory() as scratch,
-        uvicorn("bench.bare_app:app", {}) as bare,
+        uvicorn("bench.bare_app:app", {}) as bare_server,
         governance(args.installs, Path(scratch)) as served,
     ):
         targets = {
-            "bare": (bare, CONSENT, {}),
-            "bare_sync": (bare, "/sync" + CONSENT, {}),
+            "bare": (bare_server, CONSENT, {}),
+            "bare_sync": (bare_server, "/sync" + CONSENT, {}),
             "consent": (served, CONSENT, auth),
             "health": (served, "/health", {}),
         }
@@ -245,32 +245,32 @@ def main() -> None:
             print(f"  round {n + 1}: {line}  (load average {loads[-1]})")
     figures = {name: medians(values) for name, values in runs.items()}
     assert all(load.non_2xx == 0 for load in figures.values()), figures
-    consent, bare = figures["consent"], figures["bare"]
+    answered, bare = figures["consent"], figures["bare"]
     print(f"{'figure':<58} {'value':>12} {'baseline':>12} {'ratio':>6}")
     results = [
         row(
             "consent decisions/s vs bare FastAPI async constant",
-            consent.requests_per_second,
+            answered.requests_per_second,
             bare.requests_per_second,
             "req/s",
             ">= 0.8",
         ),
         row(
             "consent decisions/s vs bare FastAPI def (thread pool)",
-            consent.requests_per_second,
+            answered.requests_per_second,
             figures["bare_sync"].requests_per_second,
             "req/s",
             "report",
         ),
         row(
             "consent decisions/s vs /health of the same process",
-            consent.requests_per_second,
+            answered.requests_per_second,
             figures["health"].requests_per_second,
             "req/s",
             "report",
         ),
-        row("consent p50 latency (ms) vs bare async", consent.p50_ms, bare.p50_ms, "ms", "report"),
-        row("consent p99 latency (ms) vs bare async", consent.p99_ms, bare.p99_ms, "ms", "report"),
+        row("consent p50 latency (ms) vs bare async", answered.p50_ms, bare.p50_ms, "ms", "report"),
+        row("consent p99 latency (ms) vs bare async", answered.p99_ms, bare.p99_ms, "ms", "report"),
         row(
             "server CPU per request (us), consent vs bare async",
             cpu_median(runs["consent"]),

@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=1_000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
-        settings = Settings(data_dir=Path(scratch), jwt_secret="bench-" + "x" * 32)  # type: ignore[arg-type]
+        settings = Settings(data_dir=Path(scratch), jwt_secret="bench-" + "x" * 32)
         if settings.uses_postgres:
             settings = settings.model_copy(update={"database_schema": f"bench_{int(time.time())}"})
         migrate(settings)

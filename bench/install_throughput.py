@@ -271,9 +271,9 @@ def bench_settings(scratch: Path, *, sqlite: bool = False) -> Settings:
         sys.exit("DATABASE_URL is not set: this benchmark measures PostgreSQL")
     settings = Settings(
         data_dir=scratch / "var",
-        jwt_secret=SECRET,  # type: ignore[arg-type]
+        jwt_secret=SECRET,
         database_schema=f"bench_{uuid.uuid4().hex[:8]}",
-        **({"database_url": None} if sqlite else {}),  # type: ignore[arg-type]
+        **({"database_url": None} if sqlite else {}),
     )
     migrate(settings)
     runtime = Runtime(settings)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.generate import generate
+from bench.report import row, save
 from governance.config import Settings
 from governance.runtime import Runtime, migrate
 
@@ -139,11 +140,15 @@ def main() -> None:
             runtime.close()
     print(f"\nmedians of {args.rounds} rounds, {args.events:,} events:")
     print(f"{'backend':10} {'raw read/s':>12} {'rebuild/s':>12} {'ratio':>7} {'seconds':>8}")
+    rows: list[dict[str, object]] = []
     for backend, rounds in results:
         read = statistics.median(r.read_rate for r in rounds)
         rebuild = statistics.median(r.rebuild_rate for r in rounds)
         seconds = statistics.median(r.rebuild_seconds for r in rounds)
         print(f"{backend:10} {read:12,.0f} {rebuild:12,.0f} {rebuild / read:7.2f} {seconds:8.1f}")
+        rows.append(row(f"rebuild ({backend}) vs raw read", rebuild, read, "events/s", ">= 0.3"))
+        rows.append(row(f"rebuild ({backend})", rebuild, None, "events/s", ">= 40,000 events/s"))
+    save(rows, Path("test-output/bench/results.jsonl"))
 
 
 if __name__ == "__main__":

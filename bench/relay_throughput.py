@@ -168,7 +168,7 @@ def main() -> None:
         database_url=os.environ["DATABASE_URL"],
         database_schema=f"bench_relay_{run}",
         kafka_bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"],
-        jwt_secret="bench-" + run * 4,  # type: ignore[arg-type]
+        jwt_secret="bench-" + run * 4,
     )
     if args.batch:
         settings = settings.model_copy(update={"relay_batch_size": args.batch})

@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--requesters", type=int, default=64)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
-        base = Settings(data_dir=Path(scratch), jwt_secret="bench-" + "x" * 32)  # type: ignore[arg-type]
+        base = Settings(data_dir=Path(scratch), jwt_secret="bench-" + "x" * 32)
         recorded, latencies = burst(fresh(base, Path(scratch), args.requesters), args.requesters)
         # The baseline: 3 attempts, no wait between them.
         attempts, backoff = governance.approvals._REQUEST_ATTEMPTS, governance.application._BACKOFF
