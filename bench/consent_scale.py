@@ -235,10 +235,7 @@ def main() -> None:
         f"resident now (MB): {large:,}: {memory[large][1]:.0f}, {small:,}: {memory[small][1]:.0f}"
     )
     print(f"load average after each round: {' | '.join(loads)}")
-    for result in results:
-        result["load_average"] = loads
-        result["backend"] = backend
-    save(results, RESULTS)
+    save(results, RESULTS, load_average=loads, backend=backend)
 
 
 if __name__ == "__main__":

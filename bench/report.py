@@ -58,9 +58,11 @@ def row(
     }
 
 
-def save(results: list[dict[str, object]], path: Path) -> None:
-    """Append this run to a JSON lines file, for BENCHMARKS.md."""
+def save(results: list[dict[str, object]], path: Path, **context: object) -> None:
+    """Append this run to a JSON lines file, for BENCHMARKS.md; `context` (e.g. the backend)
+    is added to every result."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    results = [{**result, **context} for result in results]
     record = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gc
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Protocol
 
 import typer
 from pydantic import ValidationError
@@ -19,6 +19,8 @@ from governance.observability.logs import configure_logging
 from governance.observability.shutdown import exit_cleanly_on_sigterm, on_stop_signals
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from governance.observability.metrics import Metrics, MetricsServer
 
 # Tracebacks never show local variables: they may hold the settings, and so the secrets.
@@ -98,18 +100,34 @@ def project(metrics_port: MetricsPort = None) -> None:
     settings = _settings()
     _logging(settings)
     runtime = Runtime(settings)
+    # Stops at a batch boundary: the batch in flight commits or rolls back whole.
+    _run_worker(runtime, settings, metrics_port, runtime.run_projector)
+
+
+class _Worker(Protocol):
+    """A worker process's object: what `_run_worker` serves, stops and closes."""
+
+    @property
+    def metrics(self) -> Metrics: ...
+    def close_soon(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def _run_worker(
+    worker: _Worker, settings: Settings, metrics_port: int | None, run: Callable[[], None]
+) -> None:
+    """Serve the worker's own /metrics and `run` it until SIGTERM or SIGINT; close both."""
     try:
-        metrics = _serve_metrics(runtime.metrics, settings, metrics_port)
+        metrics = _serve_metrics(worker.metrics, settings, metrics_port)
     except typer.Exit:
-        runtime.close()
+        worker.close()
         raise
-    # Stop at a batch boundary: the batch in flight commits or rolls back whole.
-    on_stop_signals(runtime.close_soon)
+    on_stop_signals(worker.close_soon)
     try:
-        runtime.run_projector()
+        run()
     finally:
         metrics.close()
-        runtime.close()
+        worker.close()
 
 
 def _serve_metrics(metrics: Metrics, settings: Settings, port: int | None) -> MetricsServer:
@@ -156,21 +174,11 @@ def relay(metrics_port: MetricsPort = None) -> None:
 
     settings = _kafka_settings()
     process = RelayProcess(settings)
-    try:
-        metrics = _serve_metrics(process.metrics, settings, metrics_port)
-    except typer.Exit:
-        process.close()
-        raise
-    # Stop at a batch boundary: a batch is either acknowledged and recorded, or sent again.
-    on_stop_signals(process.close_soon)
     # What start-up made lives as long as the process: keep the collector from rescanning it
     # for every few hundred events relayed (measured: ~7% of the relay's CPU).
     gc.freeze()
-    try:
-        process.run()
-    finally:
-        metrics.close()
-        process.close()
+    # Stops at a batch boundary: a batch is either acknowledged and recorded, or sent again.
+    _run_worker(process, settings, metrics_port, process.run)
 
 
 @cli.command()
@@ -187,18 +195,8 @@ def consume(
         raise typer.Exit(2)
     settings = _kafka_settings()
     process = ConsumerProcess(name, settings)
-    try:
-        metrics = _serve_metrics(process.metrics, settings, metrics_port)
-    except typer.Exit:
-        process.close()
-        raise
-    # Stop after the records in hand: each is applied and committed, or left for redelivery.
-    on_stop_signals(process.close_soon)
-    try:
-        process.run()
-    finally:
-        metrics.close()
-        process.close()
+    # Stops after the records in hand: each is applied and committed, or left for redelivery.
+    _run_worker(process, settings, metrics_port, process.run)
 
 
 @cli.command()

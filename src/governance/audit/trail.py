@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
@@ -37,34 +37,12 @@ class AuditRecord:
 
     @classmethod
     def of(cls, published: PublishedEvent) -> AuditRecord:
-        return cls(
-            position=published.position,
-            event_id=published.event_id,
-            type=published.type,
-            org_id=published.org_id,
-            site_id=published.site_id,
-            actor=published.actor,
-            on_behalf_of=published.on_behalf_of,
-            request_id=published.request_id,
-            reason=published.reason,
-            occurred_at=published.occurred_at,
-            data=json.loads(data_json(published.data)),
-        )
+        # The published event's fields, but for its CloudEvents type, with the data as JSON.
+        shared = {name: getattr(published, name) for name in FIELDS if name != "data"}
+        return cls(**shared, data=json.loads(data_json(published.data)))
 
 
-FIELDS = (
-    "position",
-    "event_id",
-    "type",
-    "org_id",
-    "site_id",
-    "actor",
-    "on_behalf_of",
-    "request_id",
-    "reason",
-    "occurred_at",
-    "data",
-)
+FIELDS = tuple(field.name for field in fields(AuditRecord))  # in the export's column order
 
 
 def _plain(value: object) -> object:
