@@ -17,19 +17,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import subprocess
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-from bench.report import median, row, save
+from bench.report import row, save
 from bench.seed import seed_installs
-from bench.servers import PYTHON, Load, free_port, wait_for
+from bench.servers import Run, Server, cpu_median, medians, uvicorn, wrk
 from governance.auth import Role, TokenCodec
 from governance.config import Settings
 from governance.runtime import Runtime, migrate
@@ -42,34 +39,6 @@ RESULTS = Path("test-output/bench/results.jsonl")
 def load_average() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} {five:.2f} {fifteen:.2f}"
-
-
-@dataclass(frozen=True)
-class Server:
-    url: str
-    pid: int
-
-
-@contextmanager
-def uvicorn(app_spec: str, env: dict[str, str], *, factory: bool = False) -> Iterator[Server]:
-    """One uvicorn process with the options every HTTP figure uses (the baseline's too)."""
-    port = free_port()
-    command = [PYTHON, "-m", "uvicorn", app_spec, "--port", str(port)]
-    command += ["--workers", "1", "--log-level", "warning", "--no-access-log"]
-    if factory:
-        command.append("--factory")
-    proc = subprocess.Popen(
-        command,
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for(f"http://127.0.0.1:{port}/docs", timeout=120)
-        yield Server(f"http://127.0.0.1:{port}", proc.pid)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def governance_env(data_dir: Path, schema: str | None) -> dict[str, str]:
@@ -120,81 +89,6 @@ def drop_schema(schema: str) -> None:
 
     with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-
-
-@dataclass(frozen=True)
-class Run:
-    load: Load
-    cpu_us: float  # the server process's CPU time (all its threads) per request answered
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (from /proc/<pid>/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wrk(
-    url: str,
-    headers: dict[str, str],
-    seconds: int,
-    connections: int,
-    script: Path | None = None,
-    pid: int | None = None,
-) -> Run:
-    """One wrk run (one thread); with `pid`, also the server's CPU time per request.
-
-    CPU per request hardly depends on what else the shared machine runs, unlike rates and
-    latencies, which is why it is printed beside them.
-    """
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
-    for name, value in headers.items():
-        command += ["-H", f"{name}: {value}"]
-    if script is not None:
-        command += ["-s", str(script)]
-    before = cpu_seconds(pid) if pid is not None else 0.0
-    out = subprocess.run([*command, url], check=True, capture_output=True, text=True).stdout
-    used = cpu_seconds(pid) - before if pid is not None else 0.0
-    answered = re.search(r"(\d+) requests in", out)
-    count = int(answered.group(1)) if answered else 0
-    return Run(parse_wrk(out), used / count * 1e6 if count else 0.0)
-
-
-def parse_wrk(out: str) -> Load:
-    def millis(text: str) -> float:
-        match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
-        if match is None:
-            raise ValueError(f"wrk printed a latency I cannot read: {text!r}")
-        units = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
-        return float(match.group(1)) * units[match.group(2)]
-
-    def find(pattern: str) -> str:
-        match = re.search(pattern, out, re.M)
-        if match is None:
-            raise ValueError(f"wrk printed no {pattern!r}:\n{out}")
-        return match.group(1)
-
-    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return Load(
-        float(find(r"Requests/sec:\s+([\d.]+)")),
-        millis(find(r"^\s+50%\s+(\S+)")),
-        millis(find(r"^\s+99%\s+(\S+)")),
-        int(errors.group(1)) if errors else 0,
-    )
-
-
-def medians(runs: list[Run]) -> Load:
-    loads = [run.load for run in runs]
-    return Load(
-        median([load.requests_per_second for load in loads]),
-        median([load.p50_ms for load in loads]),
-        median([load.p99_ms for load in loads]),
-        sum(load.non_2xx for load in loads),
-    )
-
-
-def cpu_median(runs: list[Run]) -> float:
-    return median([run.cpu_us for run in runs])
 
 
 def token(sub: str = "user-7") -> str:

@@ -22,21 +22,10 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from bench.consent import (
-    RESULTS,
-    Run,
-    Server,
-    cpu_median,
-    governance_env,
-    load_average,
-    medians,
-    settings_of,
-    token,
-    uvicorn,
-    wrk,
-)
+from bench.consent import RESULTS, governance_env, load_average, settings_of, token
 from bench.report import row, save
 from bench.seed import seed_installs
+from bench.servers import Run, Server, cpu_median, medians, uvicorn, wrk
 from governance.runtime import Runtime, migrate
 
 DATA = Path("var/bench")

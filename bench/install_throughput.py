@@ -38,7 +38,7 @@ import psycopg
 from psycopg import sql
 
 from bench.report import median, row, save
-from bench.servers import PYTHON, free_port, process, uvicorn_app
+from bench.servers import PYTHON, free_port, process, uvicorn
 from governance.auth import Role, TokenCodec
 from governance.config import Settings
 from governance.domain.actor import Actor
@@ -152,8 +152,8 @@ def installs_per_second(
 
 
 def bare_http_per_second(args: argparse.Namespace, scratch: Path) -> float:
-    with uvicorn_app("bench.bare_install_app:app") as url:
-        return http_rates(url, args, scratch, "bare FastAPI POST")
+    with uvicorn("bench.bare_app:app", {}) as server:
+        return http_rates(server.url, args, scratch, "bare FastAPI POST")
 
 
 def in_process_per_second(

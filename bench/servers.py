@@ -11,8 +11,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx2
+
+from bench.report import median
 
 PYTHON = sys.executable
 
@@ -47,25 +50,6 @@ def process(command: list[str], env: dict[str, str], ready_url: str) -> Iterator
         proc.wait(timeout=20)
 
 
-@contextmanager
-def uvicorn_app(app_path: str, env: dict[str, str] | None = None) -> Iterator[str]:
-    """Serve an ASGI app the way `governance serve` does: one uvicorn process, default loop."""
-    port = free_port()
-    command = [
-        PYTHON,
-        "-m",
-        "uvicorn",
-        app_path,
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
-    with process(command, env or {}, f"http://127.0.0.1:{port}/docs"):
-        yield f"http://127.0.0.1:{port}"
-
-
 @dataclass(frozen=True)
 class Load:
     requests_per_second: float
@@ -74,24 +58,104 @@ class Load:
     non_2xx: int
 
 
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+@dataclass(frozen=True)
+class Server:
+    url: str
+    pid: int
 
 
-def _millis(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
-    if match is None:
-        raise ValueError(f"wrk printed a latency I cannot read: {text!r}")
-    number, unit = match.groups()
-    return float(number) * _UNITS[unit]
+@contextmanager
+def uvicorn(app_spec: str, env: dict[str, str], *, factory: bool = False) -> Iterator[Server]:
+    """One uvicorn process with the options every HTTP figure uses (the baseline's too)."""
+    port = free_port()
+    command = [PYTHON, "-m", "uvicorn", app_spec, "--port", str(port)]
+    command += ["--workers", "1", "--log-level", "warning", "--no-access-log"]
+    if factory:
+        command.append("--factory")
+    proc = subprocess.Popen(
+        command,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(f"http://127.0.0.1:{port}/docs", timeout=120)
+        yield Server(f"http://127.0.0.1:{port}", proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
-def wrk(url: str, headers: dict[str, str], seconds: int, connections: int) -> Load:
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+@dataclass(frozen=True)
+class Run:
+    load: Load
+    cpu_us: float  # the server process's CPU time (all its threads) per request answered
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (from /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(
+    url: str,
+    headers: dict[str, str],
+    seconds: int,
+    connections: int,
+    script: Path | None = None,
+    pid: int | None = None,
+) -> Run:
+    """One wrk run (one thread); with `pid`, also the server's CPU time per request.
+
+    CPU per request hardly depends on what else the shared machine runs, unlike rates and
+    latencies, which is why it is printed beside them.
+    """
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for name, value in headers.items():
-        command[1:1] = ["-H", f"{name}: {value}"]
-    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _millis(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
-    p99 = _millis(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+        command += ["-H", f"{name}: {value}"]
+    if script is not None:
+        command += ["-s", str(script)]
+    before = cpu_seconds(pid) if pid is not None else 0.0
+    out = subprocess.run([*command, url], check=True, capture_output=True, text=True).stdout
+    used = cpu_seconds(pid) - before if pid is not None else 0.0
+    answered = re.search(r"(\d+) requests in", out)
+    count = int(answered.group(1)) if answered else 0
+    return Run(parse_wrk(out), used / count * 1e6 if count else 0.0)
+
+
+def parse_wrk(out: str) -> Load:
+    def millis(text: str) -> float:
+        match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+        if match is None:
+            raise ValueError(f"wrk printed a latency I cannot read: {text!r}")
+        units = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+        return float(match.group(1)) * units[match.group(2)]
+
+    def find(pattern: str) -> str:
+        match = re.search(pattern, out, re.M)
+        if match is None:
+            raise ValueError(f"wrk printed no {pattern!r}:\n{out}")
+        return match.group(1)
+
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return Load(rps, p50, p99, int(errors.group(1)) if errors else 0)
+    return Load(
+        float(find(r"Requests/sec:\s+([\d.]+)")),
+        millis(find(r"^\s+50%\s+(\S+)")),
+        millis(find(r"^\s+99%\s+(\S+)")),
+        int(errors.group(1)) if errors else 0,
+    )
+
+
+def medians(runs: list[Run]) -> Load:
+    loads = [run.load for run in runs]
+    return Load(
+        median([load.requests_per_second for load in loads]),
+        median([load.p50_ms for load in loads]),
+        median([load.p99_ms for load in loads]),
+        sum(load.non_2xx for load in loads),
+    )
+
+
+def cpu_median(runs: list[Run]) -> float:
+    return median([run.cpu_us for run in runs])
