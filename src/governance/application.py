@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar, TypeVar
+from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.domain import Aggregate
+from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
+from eventsourcing.domain import Aggregate, DomainEventProtocol
 from eventsourcing.persistence import IntegrityError, Recording
 
 from governance.approvals import ApprovalCommands
@@ -149,8 +150,7 @@ class GovernanceApplication(ApprovalCommands, Application[Any]):
         by: Actor,
         installed_by: InstalledBy,
     ) -> InstallOutcome:
-        site = self._get_site(site_id)
-        grant = self._get_grant(site_id, app_id, by.account_id)
+        site, grant = self._get_site_and_grant(site_id, app_id, by.account_id)
         epoch = site.removal_epoch(app_id)
 
         def outcome(status: InstallStatus, position: int) -> InstallOutcome:
@@ -235,6 +235,24 @@ class GovernanceApplication(ApprovalCommands, Application[Any]):
         except AggregateNotFoundError:
             raise SiteNotFound(f"no site {site_id!r}") from None
         return site
+
+    def _get_site_and_grant(self, site_id: str, app_id: str, account_id: str) -> tuple[Site, Grant]:
+        """Both aggregates an install decides on, read together (one statement, one snapshot)."""
+        site_key, grant_key = site_aggregate_id(site_id), Grant.id_for(site_id, app_id, account_id)
+        select_streams = getattr(self.recorder, "select_streams", None)
+        if select_streams is None:  # the library's in-memory store (unit tests)
+            return self._get_site(site_id), self._get_grant(site_id, app_id, account_id)
+        streams: dict[UUID, list[DomainEventProtocol[UUID]]] = {site_key: [], grant_key: []}
+        for stored in select_streams([site_key, grant_key]):
+            streams[stored.originator_id].append(self.mapper.to_domain_event(stored))
+        # Neither is ever snapshotted (only request cases are), so their events are all there is.
+        site: Site | None = project_aggregate(None, streams[site_key])
+        if site is None:
+            raise SiteNotFound(f"no site {site_id!r}")
+        grant: Grant | None = project_aggregate(None, streams[grant_key])
+        if grant is None:
+            grant = Grant.open(site_id, app_id, account_id, datetime.now(UTC))
+        return site, grant
 
     def _get_grant(self, site_id: str, app_id: str, account_id: str) -> Grant:
         try:

@@ -38,6 +38,7 @@ from governance.audit.seal import (
     SealingSQLiteRecorder,
     _rows,
     canonical_id,
+    rendered,
     seal_all,
 )
 from governance.outage import CONNECTION_ERRORS, DatabaseUnavailable
@@ -200,11 +201,13 @@ class GroupCommittingPostgresRecorder(SealingPostgresRecorder):
         super().__init__(datastore, events_table_name=events_table_name)
         self.committer = GroupCommitter(self._commit_together)
         schema, table = Identifier(datastore.schema), Identifier(events_table_name)
-        self._select_stored = SQL(
-            "SELECT originator_id, originator_version FROM {}.{}"
-            " WHERE (originator_id, originator_version) IN"
-            " (SELECT * FROM unnest(%s::{}[], %s::bigint[]))"
-        ).format(schema, table, Identifier(datastore.originator_id_type))
+        self._select_stored = rendered(
+            SQL(
+                "SELECT originator_id, originator_version FROM {}.{}"
+                " WHERE (originator_id, originator_version) IN"
+                " (SELECT * FROM unnest(%s::{}[], %s::bigint[]))"
+            ).format(schema, table, Identifier(datastore.originator_id_type))
+        )
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any

@@ -25,7 +25,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composable, Identifier
 
 GENESIS = bytes(32)  # the "previous seal" of the first event
 RawRow = tuple[int, Any, int, str, bytes]
@@ -124,6 +124,17 @@ def _rows(seals: Iterable[Seal]) -> list[tuple[int, int, str, int, bytes]]:
     return [(s.position, s.previous, s.originator_id, s.originator_version, s.hash) for s in seals]
 
 
+def rendered(statement: Composable | str | bytes) -> bytes:
+    """A statement as the bytes psycopg sends (identifiers quoted without a connection).
+
+    psycopg composes an `sql.Composed` statement again on every execute; bytes it takes as they
+    are, and caches their parsing.
+    """
+    if isinstance(statement, Composable):
+        return statement.as_bytes(None)
+    return statement.encode() if isinstance(statement, str) else statement
+
+
 class SealingPostgresRecorder(PostgresApplicationRecorder):
     """The library's PostgreSQL recorder, sealing each insert under its exclusive table lock."""
 
@@ -142,13 +153,15 @@ class SealingPostgresRecorder(PostgresApplicationRecorder):
                 " originator_version bigint NOT NULL, hash bytea NOT NULL)"
             ).format(*table)
         )
-        self._select_head = SQL(
-            "SELECT position, hash FROM {}.{} ORDER BY position DESC LIMIT 1"
-        ).format(*table)
-        self._insert_seals = SQL(
-            "INSERT INTO {}.{} (position, previous, originator_id, originator_version, hash)"
-            " VALUES (%s, %s, %s, %s, %s)"
-        ).format(*table)
+        self._select_head = rendered(
+            SQL("SELECT position, hash FROM {}.{} ORDER BY position DESC LIMIT 1").format(*table)
+        )
+        self._insert_seals = rendered(
+            SQL(
+                "INSERT INTO {}.{} (position, previous, originator_id, originator_version, hash)"
+                " VALUES (%s, %s, %s, %s, %s)"
+            ).format(*table)
+        )
         self._select_raw = SQL(
             "SELECT notification_id, originator_id, originator_version, topic, state FROM {}.{}"
             " WHERE notification_id > %s AND notification_id <= %s"
@@ -158,6 +171,26 @@ class SealingPostgresRecorder(PostgresApplicationRecorder):
             "SELECT notification_id, originator_id, originator_version, topic, state FROM {}.{}"
             " WHERE notification_id = ANY(%s) ORDER BY notification_id"
         ).format(Identifier(datastore.schema), Identifier(events_table_name))
+        self._select_streams = rendered(
+            SQL(
+                "SELECT originator_id, originator_version, topic, state FROM {}.{}"
+                " WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+            ).format(Identifier(datastore.schema), Identifier(events_table_name))
+        )
+        # The library's statements of every insert, rendered once too (psycopg runs bytes as
+        # it runs a Composed statement; the library's attributes are only typed narrower).
+        self.insert_events_statement = rendered(self.insert_events_statement)  # type: ignore[assignment]
+        self.lock_table_statements = [rendered(s) for s in self.lock_table_statements]  # type: ignore[arg-type]
+        self._notify = rendered(SQL("NOTIFY {}").format(Identifier(self.channel_name)))
+
+    def _notify_channel(self, curs: Cursor[DictRow]) -> None:
+        curs.execute(self._notify)
+
+    def select_streams(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
+        """The events of several aggregates in one statement (one snapshot, one round trip)."""
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(self._select_streams, (list(originator_ids),), prepare=True, binary=True)
+            return [StoredEvent(*row) for row in curs.fetchall()]
 
     def select_raw(self, after: int, limit: int, stop: int) -> list[RawRow]:
         """Plain rows (position, originator id, version, topic, state): a replay's fast read."""
@@ -207,6 +240,26 @@ class SealingSQLiteRecorder(SQLiteApplicationRecorder):
             f"INSERT INTO {self.chain_table_name} (position, previous, originator_id,"  # noqa: S608
             " originator_version, hash) VALUES (?, ?, ?, ?, ?)"
         )
+
+    def select_streams(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
+        """The events of several aggregates in one statement (one snapshot)."""
+        marks = ", ".join("?" for _ in originator_ids)
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT originator_id, originator_version, topic, state"  # noqa: S608
+                f" FROM {self.events_table_name} WHERE originator_id IN ({marks})"
+                " ORDER BY originator_id, originator_version",
+                [i.hex if isinstance(i, UUID) else i for i in originator_ids],
+            )
+            return [
+                StoredEvent(
+                    originator_id=self.convert_originator_id(row["originator_id"]),
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=row["state"],
+                )
+                for row in c.fetchall()
+            ]
 
     def select_raw(self, after: int, limit: int, stop: int) -> list[RawRow]:
         """Plain rows (position, originator id, version, topic, state): a replay's fast read."""
