@@ -65,7 +65,7 @@ class PendingSave:
         # Set once the save is done, or when its thread is to lead the next batch.
         self.woken = threading.Event()
 
-    def keys(self) -> list[Key]:
+    def event_keys(self) -> list[Key]:
         return [(canonical_id(e.originator_id), e.originator_version) for e in self.events]
 
     def result(self) -> Sequence[int]:
@@ -173,7 +173,7 @@ def _sort_out(batch: Sequence[PendingSave], stored: set[Key]) -> tuple[list[Pend
     accepted: list[PendingSave] = []
     refused: Outcomes = {}
     for pending in batch:
-        keys = pending.keys()
+        keys = pending.event_keys()
         clash = next((k for k in keys if k in taken), None)
         if clash is None and len(set(keys)) == len(keys):
             taken.update(keys)
@@ -194,6 +194,10 @@ def _split(accepted: Sequence[PendingSave], positions: Sequence[int]) -> Outcome
     return outcomes
 
 
+class _AlreadyStored(Exception):
+    """A key of the batch was stored already: sort the batch out save by save."""
+
+
 class GroupCommittingPostgresRecorder(SealingPostgresRecorder):
     """The sealing PostgreSQL recorder, committing concurrent saves together."""
 
@@ -208,6 +212,14 @@ class GroupCommittingPostgresRecorder(SealingPostgresRecorder):
                 " (SELECT * FROM unnest(%s::{}[], %s::bigint[]))"
             ).format(schema, table, Identifier(datastore.originator_id_type))
         )
+        self._insert_unless_stored = rendered(
+            SQL(
+                "INSERT INTO {}.{} (originator_id, originator_version, topic, state)"
+                " SELECT * FROM unnest(%s::{}[], %s::bigint[], %s::text[], %s::bytea[])"
+                " ON CONFLICT DO NOTHING"
+                " RETURNING notification_id, originator_id, originator_version"
+            ).format(schema, table, Identifier(datastore.originator_id_type))
+        )
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -219,6 +231,61 @@ class GroupCommittingPostgresRecorder(SealingPostgresRecorder):
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def _commit_together(self, batch: Sequence[PendingSave]) -> Outcomes:
+        try:
+            return self._commit_unless_stored(batch)
+        except _AlreadyStored:
+            return self._commit_sorting_out(batch)
+
+    def _commit_unless_stored(self, batch: Sequence[PendingSave]) -> Outcomes:
+        """The common case, no key stored already, in two round trips.
+
+        Every event is inserted unless its key is stored (the table's primary key); if one was
+        skipped, the transaction is rolled back and the batch sorted out key by key instead.
+        """
+        events = [e for p in batch for e in p.events]
+        columns = (
+            [e.originator_id for e in events],
+            [e.originator_version for e in events],
+            [e.topic for e in events],
+            [e.state for e in events],
+        )
+        failure: Exception | None = None
+        with self.datastore.get_connection() as conn:
+            with (
+                conn.pipeline() as pipeline,
+                conn.transaction(),
+                conn.cursor() as curs,
+                conn.cursor() as inserted,
+            ):
+                try:
+                    self._lock_table(curs)
+                    self._notify_channel(curs)
+                    curs.execute(self._select_head, prepare=True)
+                    inserted.execute(self._insert_unless_stored, columns, prepare=True)
+                    pipeline.sync()
+                    head = _head(curs.fetchone())
+                    stored = {
+                        (canonical_id(r["originator_id"]), int(r["originator_version"])): int(
+                            r["notification_id"]
+                        )
+                        for r in inserted.fetchall()
+                    }
+                    if len(stored) < len(events):
+                        raise _AlreadyStored
+                    placed = [stored[k] for p in batch for k in p.event_keys()]
+                    in_order = sorted(zip(placed, events, strict=True), key=lambda pe: pe[0])
+                    seals = seal_all(head, placed, [event for _, event in in_order])
+                    curs.executemany(self._insert_seals, _rows(seals))
+                except _AlreadyStored:
+                    raise  # out through the transaction, which rolls the insert back
+                except Exception as exc:  # noqa: BLE001 - raised once the pipeline ends, as the library does
+                    failure = exc
+            if failure is not None:
+                raise failure
+        return _split(batch, placed)
+
+    def _commit_sorting_out(self, batch: Sequence[PendingSave]) -> Outcomes:
+        """Look the batch's keys up under the lock first: each conflicting save fails alone."""
         ids = [e.originator_id for p in batch for e in p.events]
         versions = [e.originator_version for p in batch for e in p.events]
         failure: Exception | None = None
