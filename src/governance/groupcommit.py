@@ -6,8 +6,10 @@ hundred per second however many threads write. Here the saves of one process que
 waiting thread (the leader) commits the queue, up to `max_batch` saves, in one transaction under
 that one lock, while later arrivals queue for the next. A thread alone commits at once.
 
-Each save keeps its own outcome. Under the lock the leader looks up which of the batch's
-(aggregate, version) keys are already stored: a save that would conflict fails alone with
+Each save keeps its own outcome. On PostgreSQL the leader first inserts the whole batch unless a
+key is stored (two round trips under the lock: the insert, then the seals and the commit); if
+any (aggregate, version) key was stored already, that transaction is rolled back and the leader
+looks the keys up under the lock instead: a save that would conflict fails alone with
 `IntegrityError` (optimistic concurrency, as if it had run by itself after the others) and the
 others commit; each caller gets its own positions back. When the shared transaction fails for a
 reason one save may have caused (a constraint, a trigger, bad data), every save of the batch is
