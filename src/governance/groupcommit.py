@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from eventsourcing.persistence import (
@@ -33,6 +34,8 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresAggregateRecorder, PostgresDatastore
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 from eventsourcing.utils import retry
+from psycopg import Cursor, Pipeline
+from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from governance.audit.seal import (
@@ -238,6 +241,33 @@ class GroupCommittingPostgresRecorder(SealingPostgresRecorder):
         except _AlreadyStored:
             return self._commit_sorting_out(batch)
 
+    @contextmanager
+    def _locked(self) -> Iterator[tuple[Pipeline, Cursor[DictRow], Cursor[DictRow]]]:
+        """A pipelined transaction holding the log's lock, its NOTIFY queued, and two cursors.
+
+        The lock first: no other writer can store a key or move the chain's head until the
+        transaction ends, and positions are handed out in commit order. An error of the
+        database is raised once the pipeline has ended, as the library does.
+        """
+        failure: Exception | None = None
+        with self.datastore.get_connection() as conn:
+            with (
+                conn.pipeline() as pipeline,
+                conn.transaction(),
+                conn.cursor() as curs,
+                conn.cursor() as other,
+            ):
+                try:
+                    self._lock_table(curs)
+                    self._notify_channel(curs)
+                    yield pipeline, curs, other
+                except _AlreadyStored:
+                    raise  # out through the transaction, which rolls the insert back
+                except Exception as exc:  # noqa: BLE001 - see above
+                    failure = exc
+            if failure is not None:
+                raise failure
+
     def _commit_unless_stored(self, batch: Sequence[PendingSave]) -> Outcomes:
         """The common case, no key stored already, in two round trips.
 
@@ -251,82 +281,49 @@ class GroupCommittingPostgresRecorder(SealingPostgresRecorder):
             [e.topic for e in events],
             [e.state for e in events],
         )
-        failure: Exception | None = None
-        with self.datastore.get_connection() as conn:
-            with (
-                conn.pipeline() as pipeline,
-                conn.transaction(),
-                conn.cursor() as curs,
-                conn.cursor() as inserted,
-            ):
-                try:
-                    self._lock_table(curs)
-                    self._notify_channel(curs)
-                    curs.execute(self._select_head, prepare=True)
-                    inserted.execute(self._insert_unless_stored, columns, prepare=True)
-                    pipeline.sync()
-                    head = _head(curs.fetchone())
-                    stored = {
-                        (canonical_id(r["originator_id"]), int(r["originator_version"])): int(
-                            r["notification_id"]
-                        )
-                        for r in inserted.fetchall()
-                    }
-                    if len(stored) < len(events):
-                        raise _AlreadyStored
-                    placed = [stored[k] for p in batch for k in p.event_keys()]
-                    in_order = sorted(zip(placed, events, strict=True), key=lambda pe: pe[0])
-                    seals = seal_all(head, placed, [event for _, event in in_order])
-                    curs.executemany(self._insert_seals, _rows(seals))
-                except _AlreadyStored:
-                    raise  # out through the transaction, which rolls the insert back
-                except Exception as exc:  # noqa: BLE001 - raised once the pipeline ends, as the library does
-                    failure = exc
-            if failure is not None:
-                raise failure
+        with self._locked() as (pipeline, curs, inserted):
+            curs.execute(self._select_head, prepare=True)
+            inserted.execute(self._insert_unless_stored, columns, prepare=True)
+            pipeline.sync()
+            head = _head(curs.fetchone())
+            stored = {
+                (canonical_id(r["originator_id"]), int(r["originator_version"])): int(
+                    r["notification_id"]
+                )
+                for r in inserted.fetchall()
+            }
+            if len(stored) < len(events):
+                raise _AlreadyStored
+            placed = [stored[k] for p in batch for k in p.event_keys()]
+            in_order = sorted(zip(placed, events, strict=True), key=lambda pair: pair[0])
+            seals = seal_all(head, [p for p, _ in in_order], [e for _, e in in_order])
+            curs.executemany(self._insert_seals, _rows(seals))
         return _split(batch, placed)
 
     def _commit_sorting_out(self, batch: Sequence[PendingSave]) -> Outcomes:
         """Look the batch's keys up under the lock first: each conflicting save fails alone."""
         ids = [e.originator_id for p in batch for e in p.events]
         versions = [e.originator_version for p in batch for e in p.events]
-        failure: Exception | None = None
         outcomes: Outcomes = {}
-        with self.datastore.get_connection() as conn:
-            with (
-                conn.pipeline() as pipeline,
-                conn.transaction(),
-                conn.cursor() as curs,
-                conn.cursor() as keys,
-            ):
-                try:
-                    # The lock first: no other writer can store a key or move the chain's head
-                    # until this transaction ends, and positions are handed out in commit order.
-                    # All of it goes in one round trip (the pipeline), answered together.
-                    self._lock_table(curs)
-                    self._notify_channel(curs)
-                    keys.execute(self._select_stored, (ids, versions), prepare=True)
-                    curs.execute(self._select_head, prepare=True)
-                    head_row = curs.fetchone()
-                    stored = {
-                        (canonical_id(r["originator_id"]), int(r["originator_version"]))
-                        for r in keys.fetchall()
-                    }
-                    accepted, outcomes = _sort_out(batch, stored)
-                    events = [e for p in accepted for e in p.events]
-                    if events:
-                        PostgresAggregateRecorder._insert_stored_events(self, curs, events)
-                        pipeline.sync()
-                        # In insert order (the sequence follows the rows), as seal_all expects.
-                        positions = sorted(int(r["notification_id"]) for r in curs.fetchall())
-                        head = _head(head_row)
-                        seals = seal_all(head, positions, events)
-                        curs.executemany(self._insert_seals, _rows(seals))
-                        outcomes.update(_split(accepted, positions))
-                except Exception as exc:  # noqa: BLE001 - raised once the pipeline ends, as the library does
-                    failure = exc
-            if failure is not None:
-                raise failure
+        with self._locked() as (pipeline, curs, keys):
+            # All of it goes in one round trip (the pipeline), answered together.
+            keys.execute(self._select_stored, (ids, versions), prepare=True)
+            curs.execute(self._select_head, prepare=True)
+            head_row = curs.fetchone()
+            stored = {
+                (canonical_id(r["originator_id"]), int(r["originator_version"]))
+                for r in keys.fetchall()
+            }
+            accepted, outcomes = _sort_out(batch, stored)
+            events = [e for p in accepted for e in p.events]
+            if events:
+                PostgresAggregateRecorder._insert_stored_events(self, curs, events)
+                pipeline.sync()
+                # In insert order (the sequence follows the rows), as seal_all expects.
+                positions = sorted(int(r["notification_id"]) for r in curs.fetchall())
+                seals = seal_all(_head(head_row), positions, events)
+                curs.executemany(self._insert_seals, _rows(seals))
+                outcomes.update(_split(accepted, positions))
         return outcomes
 
 
