@@ -38,7 +38,8 @@ from governance.domain.actor import Actor
 from governance.domain.grant import Grant, InstalledBy, InstallRequest
 from governance.domain.site import Site, UserInstalls
 from governance.relay.main import RelayProcess, producer_config
-from governance.relay.publisher import HEADERS, Message
+from governance.relay.messages import Message
+from governance.relay.publisher import HEADERS
 from governance.relay.topics import ensure_topics
 from governance.runtime import Runtime
 

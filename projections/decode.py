@@ -60,6 +60,23 @@ class EventDecoder:
         self._classes: dict[str, tuple[type, dict[type, Callable[[Any], Any]]] | None] = {}
 
     def __call__(self, row: RawRow) -> Any:
+        found = self.fields(row)
+        if found is None:
+            return self._mapper.to_domain_event(stored(row))
+        cls, values = found
+        try:
+            values["timestamp"] = datetime.fromisoformat(values["timestamp"])
+        except ValueError:  # no such time: fail with the library's error
+            return self._mapper.to_domain_event(stored(row))
+        event: Any = object.__new__(cls)
+        object.__setattr__(event, "__dict__", values)
+        return event
+
+    def fields(self, row: RawRow) -> tuple[type, dict[str, Any]] | None:
+        """The class and the fields (`vars`) of the event the library makes of `row`, but its
+        timestamp still the stored text; None when only the library's mapper can read it.
+
+        The relay reads the envelope from these without building the event."""
         state = row[4]
         if (
             self._fast
@@ -67,12 +84,10 @@ class EventDecoder:
             and _ESCAPE not in state
             and _LONG_NUMBER not in state.translate(_DIGITS_AS_ZERO)
         ):
-            event = self._flat(row)
-            if event is not None:
-                return event
-        return self._mapper.to_domain_event(stored(row))
+            return self._flat(row)
+        return None
 
-    def _flat(self, row: RawRow) -> Any:
+    def _flat(self, row: RawRow) -> tuple[type, dict[str, Any]] | None:
         _, originator_id, version, topic, state = row
         if topic in self._classes:
             known = self._classes[topic]
@@ -94,7 +109,7 @@ class EventDecoder:
             or type(data := timestamp.get("_data_")) is not str
         ):
             return None
-        values["timestamp"] = datetime.fromisoformat(data)
+        values["timestamp"] = data
         if "class_version" in values:
             return None
         cls, convertors = known
@@ -104,9 +119,7 @@ class EventDecoder:
             convert = convertors[id_type] = find_id_convertor(cls, cast(Hashable, id_type))
         values["originator_id"] = convert(originator_id)
         values["originator_version"] = version
-        event: Any = object.__new__(cls)
-        object.__setattr__(event, "__dict__", values)
-        return event
+        return cls, values
 
     @staticmethod
     def _lookup(topic: str) -> tuple[type, dict[type, Callable[[Any], Any]]] | None:

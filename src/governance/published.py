@@ -38,7 +38,11 @@ EVENT_TYPES: dict[type, tuple[str, str]] = {
     AppRequestCase.AppRequestExpired: ("AppRequestExpired", "site.app_request.expired.v1"),
 }
 CLOUDEVENT_TYPE_PREFIX = "io.governance."
-_ENVELOPE = frozenset(("originator_id", "originator_version", "timestamp", "originator_topic"))
+# Event class -> its full CloudEvents type, looked up once per published event.
+CLOUDEVENT_TYPES = {
+    cls: CLOUDEVENT_TYPE_PREFIX + suffix for cls, (_, suffix) in EVENT_TYPES.items()
+}
+ENVELOPE = frozenset(("originator_id", "originator_version", "timestamp", "originator_topic"))
 _EVENT_ID_NAMESPACE = uuid5(NAMESPACE_URL, "urn:governance:event")
 _NAMESPACE_BYTES = _EVENT_ID_NAMESPACE.bytes
 
@@ -96,7 +100,7 @@ def headline(event: Any) -> Headline | None:
 def describe(position: int, event: Any) -> PublishedEvent:
     name, suffix = EVENT_TYPES[type(event)]
     fields = vars(event)
-    data = {key: value for key, value in fields.items() if key not in _ENVELOPE}
+    data = {key: value for key, value in fields.items() if key not in ENVELOPE}
     return PublishedEvent(
         position=position,
         event_id=event_id(event.originator_id, event.originator_version),

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from uuid import NAMESPACE_URL, uuid4, uuid5
 
+from eventsourcing.domain import Aggregate
+
 from governance.domain.actor import Actor
 from governance.domain.grant import Grant, InstalledBy, InstallRequest
 from governance.domain.request_case import AppRequestCase
@@ -13,6 +15,13 @@ from governance.published import EVENT_TYPES, describe, event_id
 
 
 def every_kind_of_event() -> list[object]:
+    return [
+        event for aggregate in aggregates_with_every_event() for event in aggregate.collect_events()
+    ]
+
+
+def aggregates_with_every_event() -> list[Aggregate]:
+    """A site, a grant and a request case whose pending events hold every published type."""
     admin = Actor("olga", request_id="r1", on_behalf_of="policy v2")
     ann = Actor("ann")
     site = Site.register("acme", "s1", "One", admin)
@@ -32,7 +41,7 @@ def every_kind_of_event() -> list[object]:
     for outcome in ("approve", "deny", "block", "cancel", "expire"):
         case.request("acme", "s1", "z", "Z", ["read"], "for reports", ann)
         decide_case(case, outcome, admin)
-    return [*site.collect_events(), *grant.collect_events(), *case.collect_events()]
+    return [site, grant, case]
 
 
 def decide_case(case: AppRequestCase, outcome: str, admin: Actor) -> None:

@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 from prometheus_client import Counter, Histogram
 
 from governance.observability.metrics import Metrics, behind
+from governance.relay.messages import Message, Topics
 from governance.relay.positions import PositionStore
-from governance.relay.publisher import Message, Topics
 
 # A batch is a read, a produce of up to a few hundred messages and a write: milliseconds to a
 # second when all is well; the broker's timeout (seconds) when it is not.

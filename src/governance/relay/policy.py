@@ -34,6 +34,12 @@ def changes_policy(event: object) -> bool:
     return isinstance(event, POLICY_EVENTS)
 
 
+def folded(event_class: type) -> bool:
+    """Whether `SiteFolds.follow` needs events of this class: a site's own. Another aggregate's
+    event never changes a site (ids of different aggregates never collide)."""
+    return issubclass(event_class, Site.Event)
+
+
 class SiteFolds:
     """Sites kept current by folding the events the relay reads, so that a policy snapshot seldom
     reads the log again (reading a site back cost ~3 ms, most of a backlog's relaying time).

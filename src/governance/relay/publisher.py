@@ -12,18 +12,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from eventsourcing.persistence import Mapper, PersistenceError, StoredEvent
+from eventsourcing.persistence import Mapper, PersistenceError
 from kafka.errors import KafkaError
 from psycopg import Error as PostgresError
 
 from governance.audit.seal import RawRow
-from governance.published import describe
-from governance.relay.envelope import STRUCTURED_CONTENT_TYPE, cloudevent, encode
-from governance.relay.policy import SiteFolds, changes_policy, policy_snapshot
+from governance.relay.envelope import STRUCTURED_CONTENT_TYPE
+from governance.relay.messages import Message, MessageWriter, Topics
 from governance.relay.positions import PositionStore
 
 log = logging.getLogger(__name__)
@@ -45,23 +44,10 @@ class PublishFailed(Exception):
 
 
 @dataclass(frozen=True)
-class Message:
-    topic: str
-    key: bytes
-    value: bytes
-
-
-@dataclass(frozen=True)
 class Batch:
     messages: list[Message]
     last: int  # the position of its last event
     count: int  # events (a policy change adds a snapshot message)
-
-
-@dataclass(frozen=True)
-class Topics:
-    events: str
-    policy: str
 
 
 class RelayObserver(Protocol):
@@ -90,11 +76,8 @@ class Relay:
         observer: RelayObserver | None = None,
     ) -> None:
         self.recorder = recorder
-        self.mapper = mapper
-        self.repository = repository
+        self.messages = MessageWriter(mapper, repository, topics, source)
         self.positions = positions
-        self.topics = topics
-        self.source = source
         self.batch_size = batch_size
         self.timeout = timeout
         self.wake = threading.Event()
@@ -102,7 +85,6 @@ class Relay:
         # Makes a producer (and makes sure the topics exist); called again after a failure.
         self._connect = connect
         self._producer: Any = None
-        self._sites = SiteFolds(repository)
         self._next: Batch | None = None  # read while the previous batch was being acknowledged
         self._position: int | None = None  # as recorded; read from the store when unknown
 
@@ -147,17 +129,6 @@ class Relay:
         self._position = None  # unknown until the store has it
         self.positions.set(position)
         self._position = position
-
-    def messages(self, rows: Sequence[RawRow]) -> Iterator[Message]:
-        for position, originator_id, version, topic, state in rows:
-            event = self.mapper.to_domain_event(StoredEvent(originator_id, version, topic, state))
-            self._sites.follow(event)
-            published = describe(position, event)
-            key = published.site_id.encode()
-            yield Message(self.topics.events, key, encode(cloudevent(published, self.source)))
-            if changes_policy(event):
-                snapshot = policy_snapshot(self._sites.at(event), published)
-                yield Message(self.topics.policy, key, encode(snapshot))
 
     def _read(self, position: int) -> Batch | None:
         rows = self.recorder.select_raw(position, self.batch_size, _END)
