@@ -44,7 +44,8 @@ CLOUDEVENT_TYPES = {
 }
 ENVELOPE = frozenset(("originator_id", "originator_version", "timestamp", "originator_topic"))
 _EVENT_ID_NAMESPACE = uuid5(NAMESPACE_URL, "urn:governance:event")
-_NAMESPACE_BYTES = _EVENT_ID_NAMESPACE.bytes
+_NAMESPACE_SHA1 = sha1(_EVENT_ID_NAMESPACE.bytes, usedforsecurity=False)
+_VARIANT = {digit: "89ab"[int(digit, 16) & 0b11] for digit in "0123456789abcdef"}
 
 
 @dataclass(frozen=True)
@@ -67,14 +68,14 @@ def event_id(originator_id: UUID, originator_version: int) -> str:
     """Stable across redeliveries and replays: derived from the event's place in its stream.
 
     Exactly `str(uuid5(_EVENT_ID_NAMESPACE, f"{originator_id}/{originator_version}"))`, computed
-    without the UUID objects: a replay describes every event, so this is on its hot path.
+    without the UUID objects: the relay and a replay describe every event, so this is on their
+    hot paths. The digest of the namespace is taken once and copied.
     """
-    name = f"{originator_id}/{originator_version}".encode()
-    digest = bytearray(sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    digest = _NAMESPACE_SHA1.copy()
+    digest.update(f"{originator_id}/{originator_version}".encode())
+    h = digest.hexdigest()
+    # Version 5 in the 13th hex digit, the RFC 4122 variant in the two top bits of the 17th.
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 @dataclass(frozen=True)

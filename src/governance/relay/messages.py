@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import orjson
 from eventsourcing.persistence import Mapper
 
 from governance.audit.seal import RawRow
@@ -68,7 +69,8 @@ class MessageWriter:
         for row in rows:
             envelope = self._plain_cloudevent(row)
             if envelope is not None:
-                yield Message(events, envelope["subject"].encode(), encode(envelope))
+                # Only JSON's own types, as orjson read them: no option of `encode` applies.
+                yield Message(events, envelope["subject"].encode(), orjson.dumps(envelope))
                 continue
             event = self.decode(row)
             self._sites.follow(event)
