@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -85,7 +86,11 @@ class Relay:
         # Makes a producer (and makes sure the topics exist); called again after a failure.
         self._connect = connect
         self._producer: Any = None
-        self._next: Batch | None = None  # read while the previous batch was being acknowledged
+        # Pages are read and written into messages by one thread of their own, in log order:
+        # the next page's database round trip and encoding overlap this one's sends and the
+        # broker's acknowledgement (both wait, mostly, with the interpreter lock released).
+        self._reader: ThreadPoolExecutor | None = None
+        self._next: Future[Batch | None] | None = None  # read while this batch is sent
         self._position: int | None = None  # as recorded; read from the store when unknown
 
     def connect(self) -> None:
@@ -96,31 +101,31 @@ class Relay:
     def run_batch(self) -> int:
         """Publish the next batch; return how many events it held (0: caught up).
 
-        While the broker acknowledges a full batch, the next one is read and encoded (the
+        While a full batch is sent and acknowledged, the next one is read and encoded (the
         relay's own work overlaps the broker's). A batch's position is recorded only once all
-        of its messages are acknowledged, so a failure at any point sends it again.
+        of its messages are acknowledged, so a failure at any point sends it again. A failed
+        read ahead is raised by the next call, which reads it again.
         """
         self.connect()  # at once, so the topics exist before any event
         started = time.perf_counter()
-        batch, self._next = self._next, None
+        reading, self._next = self._next, None
         if self._position is None:
             self._position = self.positions.get()  # once, and again after a failure
-        if batch is None:
-            batch = self._read(self._position)
+        if reading is None:
+            reading = self._read_from(self._position)
+        batch = reading.result()
         if batch is None:
             return 0
         sent = [
             self._producer.send(m.topic, key=m.key, value=m.value, headers=HEADERS)
             for m in batch.messages
         ]
-        try:
-            # A full batch means a backlog: read on while the broker works. A short one means
-            # the relay is caught up: flush at once, for the lowest latency.
-            if batch.count == self.batch_size:
-                self._next = self._read(batch.last)
-        finally:  # a failed read-ahead still lets the batch sent be acknowledged and recorded
-            self._acknowledged(sent)
-            self._record(batch.last)
+        # A full batch means a backlog: read on while the broker acknowledges. A short one
+        # means the relay is caught up: flush at once, for the lowest latency.
+        if batch.count == self.batch_size:
+            self._next = self._read_from(batch.last)
+        self._acknowledged(sent)
+        self._record(batch.last)
         if self.observer is not None:
             self.observer.published(batch.messages, time.perf_counter() - started)
         return batch.count
@@ -129,6 +134,13 @@ class Relay:
         self._position = None  # unknown until the store has it
         self.positions.set(position)
         self._position = position
+
+    def _read_from(self, position: int) -> Future[Batch | None]:
+        """The page after `position`, read by the reader thread (after any read before it, so
+        one read ahead that a failure left behind never runs beside the next)."""
+        if self._reader is None:
+            self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-reader")
+        return self._reader.submit(self._read, position)
 
     def _read(self, position: int) -> Batch | None:
         rows = self.recorder.select_raw(position, self.batch_size, _END)
@@ -175,6 +187,10 @@ class Relay:
                 self.wake.clear()
 
     def close(self) -> None:
+        self._next = None
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.shutdown(wait=True, cancel_futures=True)  # before the event store closes
         self._disconnect()
 
     def _failed(self, cause: str) -> None:
