@@ -69,6 +69,10 @@ class Projection:
         return None
 
 
+def has_fold(projection: Projection) -> bool:
+    return type(projection).fold is not Projection.fold
+
+
 class Sink(Protocol):
     """Where a fold puts rows: a list per table, loaded in bulk (executemany or COPY)."""
 
