@@ -112,6 +112,7 @@ class Share:
     index: int = 0
     count: int = 1
     partitioned: frozenset[str] = frozenset()
+    _sites: dict[bytes, bool | None] = field(default_factory=dict, compare=False, repr=False)
 
     # The site id is read from the stored JSON without decoding the event: a worker then
     # decodes only its share. Anything unusual (escapes, no match, compressed or encrypted
@@ -119,13 +120,19 @@ class Share:
     def claims(self, state: bytes) -> bool | None:
         """Whether the event is in this share; None when only the decoded event can tell."""
         start = state.find(_SITE_KEY)
-        if start < 0 or state.count(_SITE_KEY) != 1:  # none, or which one is the event's?
+        if start < 0:
             return None
         start += len(_SITE_KEY)
-        site_id = state[start : state.find(b'"', start)]
-        if b"\\" in site_id:
+        end = state.find(b'"', start)
+        if state.find(_SITE_KEY, end) >= 0:  # two of them: which one is the event's?
             return None
-        return zlib.crc32(site_id) % self.count == self.index
+        site_id = state[start:end]
+        # Every event of a site asks the same question: answer it once per site.
+        mine = self._sites.get(site_id)
+        if mine is None:
+            mine = None if b"\\" in site_id else zlib.crc32(site_id) % self.count == self.index
+            self._sites[site_id] = mine
+        return mine
 
     def claims_event(self, event: object) -> bool:
         site_id = getattr(event, "site_id", None)
