@@ -8,6 +8,7 @@ maintaining them row by row.
 from __future__ import annotations
 
 import os
+import queue
 import re
 import sqlite3
 from abc import ABC, abstractmethod
@@ -258,21 +259,38 @@ class PostgresBulkTarget(BulkTarget):
         return [known[column] for column in columns]
 
     def build_indexes(self, parallel: int = 1) -> None:
-        """With `parallel` > 1, each index in its own session, that many at a time: the server
-        builds them side by side (what this session loaded is committed first)."""
+        """Build the indexes, then ANALYZE every table. With `parallel` > 1, in that many sessions
+        at once: the server builds them side by side (what this session loaded is committed
+        first)."""
+        analyze = [sql.SQL("ANALYZE {}").format(sql.Identifier(t)) for t in self.table_names]
         if parallel <= 1:
             super().build_indexes()
+            for table in analyze:
+                self._conn.execute(table)
         else:
             self._conn.commit()
+            # The ANALYZEs queue behind the indexes: a table's waits for its index builds (their
+            # locks conflict), and the sessions done with indexes analyze the others meanwhile.
+            pending: queue.SimpleQueue[str | sql.Composed] = queue.SimpleQueue()
+            for index in self._indexes:
+                pending.put(index)
+            for table in analyze:
+                pending.put(table)
             with ThreadPoolExecutor(max_workers=parallel) as pool:
-                list(pool.map(self._build_index, self._indexes))
-        for table in self.table_names:
-            self._conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+                sessions = [pool.submit(self._session, pending) for _ in range(parallel)]
+                for session in sessions:
+                    session.result()
 
-    def _build_index(self, statement: str) -> None:
+    def _session(self, pending: queue.SimpleQueue[str | sql.Composed]) -> None:
+        """One session running statements from `pending` until none is left."""
         with psycopg.connect(self._url, options=self._options, autocommit=True) as conn:
             conn.execute("SET maintenance_work_mem = '256MB'")
-            conn.execute(statement.encode())
+            while True:
+                try:
+                    statement = pending.get_nowait()
+                except queue.Empty:
+                    return
+                conn.execute(statement.encode() if isinstance(statement, str) else statement)
 
     def _track(self, name: str, position: int) -> None:
         self._conn.execute(
