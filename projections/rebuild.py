@@ -2,10 +2,11 @@
 
 A replay reads the log in pages, decodes each event once and hands it to every projection's fold
 (`Projection.fold`): folds keep current state in memory and emit rows, which are loaded in bulk
-(projections/bulk.py). On a large log the folds are shared out between worker processes, each
-reading the log itself, so the machine's cores work side by side. Projections without a fold are
-then built by the ordinary batched projector, which also catches every projection up with the
-events written while the rebuild ran.
+(projections/bulk.py). A projection without a fold is built by its own handlers in the same pass,
+writing row by row into the load's transaction. On a large log the folds are shared out between
+worker processes, each reading the log itself, so the machine's cores work side by side. The
+ordinary batched projector then catches every projection up with the events written while the
+rebuild ran.
 
 Exactly once: the rows are loaded into a generation nobody reads yet, and its tracking positions
 are written after every row is in; a crash leaves a half-built generation that the next replay
