@@ -38,6 +38,7 @@ class Round:
     parent_cpu: float
     workers_cpu: float
     load: tuple[float, float]
+    phases: dict[str, float]
 
 
 def settings_for(backend: str, events: int) -> Settings:
@@ -89,7 +90,8 @@ def one_round(runtime: Runtime) -> Round:
     count, read_seconds = read_raw(runtime)
     load = os.getloadavg()[0]
     started, cpu, children = time.perf_counter(), time.process_time(), _children_cpu()
-    runtime.rebuilder().replay()
+    rebuilder = runtime.rebuilder()
+    rebuilder.replay()
     seconds = time.perf_counter() - started
     return Round(
         count / read_seconds,
@@ -98,6 +100,7 @@ def one_round(runtime: Runtime) -> Round:
         time.process_time() - cpu,
         _children_cpu() - children,
         (load, os.getloadavg()[0]),
+        dict(rebuilder.phases),
     )
 
 
@@ -135,6 +138,8 @@ def main() -> None:
                     f" load {done.load[0]:.1f} -> {done.load[1]:.1f})",
                     flush=True,
                 )
+                phases = ", ".join(f"{name} {s:.1f} s" for name, s in done.phases.items())
+                print(f"    phases: {phases}", flush=True)
             results.append((backend, rounds))
         finally:
             runtime.close()

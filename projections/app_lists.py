@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from governance.domain.site import Site
-from projections.base import Projection, from_micros, handles, micros
+from projections.base import Fold, Projection, Sink, folds, from_micros, handles, micros
 from projections.store import Row, Tx
 
 
@@ -25,8 +25,36 @@ class ListedApp:
     case_id: str | None
 
 
+_LIST_COLUMNS = (
+    "site_id",
+    "app_id",
+    "app_name",
+    "status",
+    "scopes",
+    "reason",
+    "updated_by",
+    "updated_at",
+    "case_id",
+    "position",
+)
+_HISTORY_COLUMNS = (
+    "position",
+    "site_id",
+    "app_id",
+    "app_name",
+    "status",
+    "scopes",
+    "reason",
+    "updated_by",
+    "updated_at",
+    "case_id",
+)
+
+
 class AppListsProjection(Projection):
     name = "app_lists"
+    rebuild_weight = 0.1
+    partitioned = True  # every row is one site's, written from that site's events
     tables = (
         """CREATE TABLE IF NOT EXISTS site_app_lists (
             site_id TEXT NOT NULL,
@@ -132,6 +160,70 @@ class AppListsProjection(Projection):
                 "p": position,
             },
         )
+
+    def fold(self, sink: Sink) -> Fold:
+        return _AppListsFold(sink)
+
+
+class _AppListsFold(Fold):
+    """The same rows as the handlers above, built in memory for a replay."""
+
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
+        self._history = sink.rows("site_app_list_history", _HISTORY_COLUMNS)
+        self._lists: dict[tuple[str, str], tuple[object, ...]] = {}  # a site_app_lists row
+
+    @folds(Site.AppApproved)
+    def _approved(self, event: Site.AppApproved, position: int) -> None:
+        scopes = json.dumps(event.scopes)
+        self._list(event, "approved", event.app_name, scopes, event.case_id, position)
+
+    @folds(Site.AppBlocked)
+    def _blocked(self, event: Site.AppBlocked, position: int) -> None:
+        self._list(event, "blocked", event.app_name, "[]", event.case_id, position)
+
+    @folds(Site.AppApprovalWithdrawn)
+    def _withdrawn(self, event: Site.AppApprovalWithdrawn, position: int) -> None:
+        self._unlist(event, position)
+
+    @folds(Site.AppUnblocked)
+    def _unblocked(self, event: Site.AppUnblocked, position: int) -> None:
+        self._unlist(event, position)
+
+    def _list(
+        self,
+        event: Site.AppApproved | Site.AppBlocked,
+        status: str,
+        app_name: str,
+        scopes: str,
+        case_id: str | None,
+        position: int,
+    ) -> None:
+        site, app = event.site_id, event.app_id
+        change = (app_name, status, scopes, event.reason, event.actor, micros(event.timestamp))
+        self._lists[site, app] = (site, app, *change, case_id, position)
+        self._history.append((position, site, app, *change, case_id))
+
+    def _unlist(self, event: Site.AppApprovalWithdrawn | Site.AppUnblocked, position: int) -> None:
+        before = self._lists.pop((event.site_id, event.app_id), None)
+        name = before[2] if before is not None else event.app_id
+        self._history.append(
+            (
+                position,
+                event.site_id,
+                event.app_id,
+                name,
+                "none",
+                "[]",
+                event.reason,
+                event.actor,
+                micros(event.timestamp),
+                None,
+            )
+        )
+
+    def finish(self) -> None:
+        self._sink.rows("site_app_lists", _LIST_COLUMNS).extend(self._lists.values())
 
 
 def _record_change(tx: Tx, row: Mapping[str, object]) -> None:

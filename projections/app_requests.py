@@ -68,6 +68,8 @@ class OwnRequest:
 
 class AppRequestsProjection(Projection):
     name = "app_requests"
+    rebuild_weight = 0.1
+    partitioned = True  # every row is one site's, written from that site's events
     tables = (
         """CREATE TABLE IF NOT EXISTS app_request_cases (
             site_id TEXT NOT NULL,

@@ -6,8 +6,6 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Protocol, TypeVar
 
-from eventsourcing.utils import get_topic
-
 from projections.store import Tx
 
 E = TypeVar("E")
@@ -50,15 +48,6 @@ class Projection:
         if handler is not None:
             handler(self, tx, event, position)
 
-    def topics(self) -> list[str]:
-        """The stored topics of the events it handles; empty when it looks at every event.
-
-        A class renamed with `register_topic` is stored under its old topic too: list it here.
-        """
-        if type(self).apply is not Projection.apply:
-            return []
-        return [get_topic(event_class) for event_class in self._handlers]
-
     def fold(self, sink: Sink) -> Fold | None:
         """A faster way to build this read model from position zero, or None (row by row).
 
@@ -67,6 +56,10 @@ class Projection:
         the tests compare the two).
         """
         return None
+
+
+def has_fold(projection: Projection) -> bool:
+    return type(projection).fold is not Projection.fold
 
 
 class Sink(Protocol):

@@ -8,6 +8,7 @@ maintaining them row by row.
 from __future__ import annotations
 
 import os
+import queue
 import re
 import sqlite3
 from abc import ABC, abstractmethod
@@ -19,9 +20,11 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import dict_row
 
-from projections.base import Projection
+from projections.base import Projection, has_fold
 from projections.projector import TRACKING_TABLE
+from projections.store import Params, Row, SQLiteTx, Tx
 
 _INDEX = re.compile(r"^\s*CREATE\s+(UNIQUE\s+)?INDEX\b", re.IGNORECASE)
 _TABLE = re.compile(r"^\s*CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)", re.IGNORECASE)
@@ -36,8 +39,14 @@ class BulkTarget(ABC):
     """The tables of some projections in a generation that nobody reads yet."""
 
     def __init__(self, projections: Sequence[Projection]) -> None:
-        statements = [s for p in projections for s in p.tables]
-        self._tables = [TRACKING_TABLE, *(s for s in statements if not _INDEX.match(s))]
+        statements = [s for p in projections if has_fold(p) for s in p.tables]
+        # Read models without a fold are written by their handlers, as the projector does:
+        # their tables have every key and index from the start.
+        self._keyed = [
+            TRACKING_TABLE,
+            *(s for p in projections if not has_fold(p) for s in p.tables),
+        ]
+        self._tables = [*self._keyed, *(s for s in statements if not _INDEX.match(s))]
         self._indexes = [s for s in statements if _INDEX.match(s)]
         self.table_names = [name for p in projections for name in table_names(p)]
         self._buffers: dict[str, tuple[tuple[str, ...], list[tuple[Any, ...]]]] = {}
@@ -83,6 +92,10 @@ class BulkTarget(ABC):
         self.commit()
 
     @abstractmethod
+    def tx(self) -> Tx:
+        """The load's own transaction, for handlers writing row by row."""
+
+    @abstractmethod
     def _execute(self, statement: str) -> None: ...
 
     @abstractmethod
@@ -115,6 +128,10 @@ class SQLiteBulkTarget(BulkTarget):
         ):
             self._conn.execute(pragma)
         self._conn.execute("BEGIN")
+
+    def tx(self) -> Tx:
+        self._conn.row_factory = sqlite3.Row  # what the handlers' reads expect
+        return SQLiteTx(self._conn)
 
     def _execute(self, statement: str) -> None:
         self._conn.execute(statement)
@@ -200,7 +217,7 @@ class PostgresBulkTarget(BulkTarget):
         super().__init__(projections)
         keys = []
         for number, statement in enumerate(self._tables):
-            if statement == TRACKING_TABLE:
+            if statement in self._keyed:
                 continue  # written with ON CONFLICT while loading: keep its key
             self._tables[number], key = without_primary_key(statement)
             if key is not None:
@@ -212,6 +229,9 @@ class PostgresBulkTarget(BulkTarget):
         self._conn.execute("SET synchronous_commit = off")
         self._conn.execute("SET maintenance_work_mem = '256MB'")
         self._column_types: dict[str, dict[str, str]] = {}
+
+    def tx(self) -> Tx:
+        return _LoadTx(self._conn)
 
     def _execute(self, statement: str) -> None:
         self._conn.execute(statement.encode())  # DDL from the projections' own modules
@@ -239,21 +259,38 @@ class PostgresBulkTarget(BulkTarget):
         return [known[column] for column in columns]
 
     def build_indexes(self, parallel: int = 1) -> None:
-        """With `parallel` > 1, each index in its own session, that many at a time: the server
-        builds them side by side (what this session loaded is committed first)."""
+        """Build the indexes, then ANALYZE every table. With `parallel` > 1, in that many sessions
+        at once: the server builds them side by side (what this session loaded is committed
+        first)."""
+        analyze = [sql.SQL("ANALYZE {}").format(sql.Identifier(t)) for t in self.table_names]
         if parallel <= 1:
             super().build_indexes()
+            for table in analyze:
+                self._conn.execute(table)
         else:
             self._conn.commit()
+            # The ANALYZEs queue behind the indexes: a table's waits for its index builds (their
+            # locks conflict), and the sessions done with indexes analyze the others meanwhile.
+            pending: queue.SimpleQueue[str | sql.Composed] = queue.SimpleQueue()
+            for index in self._indexes:
+                pending.put(index)
+            for table in analyze:
+                pending.put(table)
             with ThreadPoolExecutor(max_workers=parallel) as pool:
-                list(pool.map(self._build_index, self._indexes))
-        for table in self.table_names:
-            self._conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+                sessions = [pool.submit(self._session, pending) for _ in range(parallel)]
+                for session in sessions:
+                    session.result()
 
-    def _build_index(self, statement: str) -> None:
+    def _session(self, pending: queue.SimpleQueue[str | sql.Composed]) -> None:
+        """One session running statements from `pending` until none is left."""
         with psycopg.connect(self._url, options=self._options, autocommit=True) as conn:
             conn.execute("SET maintenance_work_mem = '256MB'")
-            conn.execute(statement.encode())
+            while True:
+                try:
+                    statement = pending.get_nowait()
+                except queue.Empty:
+                    return
+                conn.execute(statement.encode() if isinstance(statement, str) else statement)
 
     def _track(self, name: str, position: int) -> None:
         self._conn.execute(
@@ -267,6 +304,28 @@ class PostgresBulkTarget(BulkTarget):
 
     def close(self) -> None:
         self._conn.close()
+
+
+class _LoadTx:
+    """The handlers' SQL on a PostgreSQL load's connection, inside its transaction."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Params | None = None) -> int:
+        return self._conn.execute(sql, params or {}, prepare=True).rowcount
+
+    def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        with self._conn.cursor() as cur:
+            cur.executemany(sql, rows)
+
+    def one(self, sql: str, params: Params | None = None) -> Row | None:
+        with self._conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(sql, params or {}, prepare=True).fetchone()
+
+    def all(self, sql: str, params: Params | None = None) -> list[Row]:
+        with self._conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(sql, params or {}, prepare=True).fetchall()
 
 
 @dataclass(frozen=True)

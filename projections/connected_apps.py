@@ -218,15 +218,15 @@ class _ConnectedAppsFold(Fold):
         self._closed = sink.rows("grant_intervals", _INTERVAL_COLUMNS)
         # (site, app) -> [app_name, removal_epoch, users, admins, scopes, installed_at, last]
         self._apps: dict[tuple[str, str], list[Any]] = {}
-        # (site, app) -> account -> (installed_by, scopes as JSON, installed_at)
-        self._grants: dict[tuple[str, str], dict[str, tuple[str, str, int]]] = {}
-        # (site, app) -> account -> its open grant_intervals row
-        self._open: dict[tuple[str, str], dict[str, list[Any]]] = {}
+        # (site, app) -> (its grants: account -> (installed_by, scopes as JSON, installed_at),
+        #                 its open intervals: account -> its open grant_intervals row)
+        self._held: dict[tuple[str, str], tuple[dict[str, tuple[str, str, int]], _Open]] = {}
         self._scopes_json: dict[tuple[str, ...], str] = {}
 
     @folds(Grant.AppInstalled)
     def _installed(self, event: Grant.AppInstalled, position: int) -> None:
-        # The hottest fold of a replay: fields are read once into locals.
+        # The hottest fold of a replay (most events are installs): fields are read once into
+        # locals, and a (site, app) pair is looked up once per dictionary.
         fields = vars(event)
         site_id, app_id, account = fields["site_id"], fields["app_id"], fields["account_id"]
         pair = (site_id, app_id)
@@ -234,24 +234,26 @@ class _ConnectedAppsFold(Fold):
         epoch = fields["removal_epoch"]
         if app is not None and epoch < app[1]:
             return  # an admin removed the app after this install was decided: it is revoked
-        at = micros(event.timestamp)
+        at = micros(fields["timestamp"])
         by, name, wanted = fields["installed_by"], fields["app_name"], fields["scopes"]
-        grants = self._grants.get(pair)
-        if grants is None:
-            grants = self._grants[pair] = {}
+        held = self._held.get(pair)
+        if held is None:
+            held = self._held[pair] = ({}, {})
+        grants, opened = held
         before = grants.get(account)
-        first_at = before[2] if before else at
         scopes = self._json(wanted)
+        if before is None:
+            first_at = at
+            users, admins = (1, 0) if by == "user" else (0, 1) if by == "admin" else (0, 0)
+        else:
+            first_at = before[2]
+            users, admins = _count_change(before[0], by)
         grants[account] = (by, scopes, first_at)
-        opened = self._open.get(pair)
-        if opened is None:
-            opened = self._open[pair] = {}
         closing = opened.get(account)
         if closing is not None:
             closing[9] = at
             self._closed.append(tuple(closing))
         opened[account] = [position, site_id, app_id, account, name, by, scopes, first_at, at, None]
-        users, admins = _count_change(before[0] if before else None, by)
         if app is None:
             self._apps[pair] = [name, epoch, users, admins, sorted(set(wanted)), at, at]
             return
@@ -259,8 +261,10 @@ class _ConnectedAppsFold(Fold):
         app[2] += users
         app[3] += admins
         granted = app[4]
-        if not set(wanted).issubset(granted):
-            app[4] = sorted(set(granted).union(wanted))
+        for scope in wanted:
+            if scope not in granted:
+                app[4] = sorted(set(granted).union(wanted))
+                break
         if app[5] is None:
             app[5] = at
         app[6] = at
@@ -268,10 +272,14 @@ class _ConnectedAppsFold(Fold):
     @folds(Grant.AppUninstalled)
     def _uninstalled(self, event: Grant.AppUninstalled, position: int) -> None:
         pair = (event.site_id, event.app_id)
-        before = self._grants.get(pair, {}).pop(event.account_id, None)
-        if before is None:
+        held = self._held.get(pair)
+        before = held[0].pop(event.account_id, None) if held is not None else None
+        if held is None or before is None:
             return  # already revoked by an admin removal
-        self._close(pair, event.account_id, micros(event.timestamp))
+        interval = held[1].pop(event.account_id, None)
+        if interval is not None:
+            interval[9] = micros(event.timestamp)
+            self._closed.append(tuple(interval))
         users, admins = _count_change(before[0], None)
         app = self._apps.get(pair)
         if app is not None:
@@ -283,9 +291,9 @@ class _ConnectedAppsFold(Fold):
     @folds(Site.AppRemoved)
     def _removed(self, event: Site.AppRemoved, position: int) -> None:
         pair = (event.site_id, event.app_id)
-        self._grants.pop(pair, None)
+        held = self._held.pop(pair, None)
         at = micros(event.timestamp)
-        for interval in self._open.pop(pair, {}).values():
+        for interval in held[1].values() if held is not None else ():
             interval[9] = at
             self._closed.append(tuple(interval))
         app = self._apps.get(pair)
@@ -302,25 +310,23 @@ class _ConnectedAppsFold(Fold):
             encoded = self._scopes_json[key] = json.dumps(scopes)
         return encoded
 
-    def _close(self, pair: tuple[str, str], account_id: str, at: int) -> None:
-        interval = self._open.get(pair, {}).pop(account_id, None)
-        if interval is not None:
-            interval[9] = at
-            self._closed.append(tuple(interval))
-
     def finish(self) -> None:
+        encode = self._json
         self._sink.rows("site_apps", _APP_COLUMNS).extend(
-            (site, app, name, epoch, users, admins, json.dumps(scopes), first, last)
+            (site, app, name, epoch, users, admins, encode(scopes), first, last)
             for (site, app), (name, epoch, users, admins, scopes, first, last) in self._apps.items()
         )
         self._sink.rows("site_grants", _GRANT_COLUMNS).extend(
             (site, app, account, *grant)
-            for (site, app), grants in self._grants.items()
+            for (site, app), (grants, _) in self._held.items()
             for account, grant in grants.items()
         )
         self._closed.extend(
-            tuple(interval) for opened in self._open.values() for interval in opened.values()
+            tuple(interval) for _, opened in self._held.values() for interval in opened.values()
         )
+
+
+_Open = dict[str, list[Any]]
 
 
 def _count_change(before: str | None, after: str | None) -> tuple[int, int]:

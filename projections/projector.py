@@ -41,16 +41,12 @@ class Projector:
         store: ViewStore,
         projections: Sequence[Projection],
         batch_size: int = 1000,
-        topics: Sequence[str] = (),
     ) -> None:
         self.recorder = recorder
         self.mapper = mapper
         self.store = store
         self.projections = projections
         self.batch_size = batch_size
-        # Read only these topics (all when empty); then `catch_up` needs a `stop`: the batch
-        # that finds no more of them moves the positions to `stop` in one step.
-        self.topics = topics
         self.wake = threading.Event()
         self._progress = threading.Condition()
         self.batches = 0  # batches committed by this projector, for `wait_progress`
@@ -89,12 +85,9 @@ class Projector:
                 start=start,
                 limit=self.batch_size,
                 stop=stop,
-                topics=self.topics,
                 inclusive_of_start=False,
             )
-            if self.topics and stop is not None and len(notifications) < self.batch_size:
-                last = stop  # nothing more of interest up to `stop`
-            elif notifications:
+            if notifications:
                 last = notifications[-1].id
             else:
                 return 0

@@ -2,10 +2,11 @@
 
 A replay reads the log in pages, decodes each event once and hands it to every projection's fold
 (`Projection.fold`): folds keep current state in memory and emit rows, which are loaded in bulk
-(projections/bulk.py). On a large log the folds are shared out between worker processes, each
-reading the log itself, so the machine's cores work side by side. Projections without a fold are
-then built by the ordinary batched projector, which also catches every projection up with the
-events written while the rebuild ran.
+(projections/bulk.py). A projection without a fold is built by its own handlers in the same pass,
+writing row by row into the load's transaction. On a large log the folds are shared out between
+worker processes, each reading the log itself, so the machine's cores work side by side. The
+ordinary batched projector then catches every projection up with the events written while the
+rebuild ran.
 
 Exactly once: the rows are loaded into a generation nobody reads yet, and its tracking positions
 are written after every row is in; a crash leaves a half-built generation that the next replay
@@ -27,13 +28,13 @@ from typing import Any, Protocol, cast
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper
 
-from projections.base import Fold, Projection
+from projections.base import Fold, Projection, has_fold
 from projections.bulk import BulkTarget, SQLiteBulkTarget, TargetSpec, table_names
 from projections.compare import Check, compare, snapshot
 from projections.decode import EventDecoder, RawRow
 from projections.generations import Generations, PostgresGenerations, SQLiteGenerations
 from projections.projector import Projector
-from projections.store import ViewStore
+from projections.store import Tx, ViewStore
 
 # Called with (position reached, head position) as the rebuild goes.
 Progress = Callable[[int, int], None]
@@ -50,10 +51,6 @@ def _quiet(_: int, __: int) -> None:
     pass
 
 
-def has_fold(projection: Projection) -> bool:
-    return type(projection).fold is not Projection.fold
-
-
 @contextmanager
 def _no_cyclic_gc() -> Iterator[None]:
     """Folds hold millions of objects that live to the end: scanning them again and again for
@@ -68,6 +65,24 @@ def _no_cyclic_gc() -> Iterator[None]:
         gc.unfreeze()
         if was_enabled:
             gc.enable()
+
+
+def fold_of(projection: Projection, target: BulkTarget) -> Fold:
+    """The projection's fold, or its own handlers writing row by row into the generation."""
+    fold = projection.fold(target) if has_fold(projection) else None
+    return fold if fold is not None else _ByHandlers(projection, target.tx())
+
+
+class _ByHandlers(Fold):
+    """A read model without a fold, built by its handlers in the load's transaction (its tables
+    have their keys and indexes from the start). Its events come with the same reading of the
+    log as everyone's: no second pass reading the whole log to find them."""
+
+    def __init__(self, projection: Projection, tx: Tx) -> None:
+        self._projection, self._tx = projection, tx
+
+    def apply(self, event: object, position: int) -> None:
+        self._projection.apply(self._tx, event, position)
 
 
 class RawReader(Protocol):
@@ -98,6 +113,7 @@ class Share:
     index: int = 0
     count: int = 1
     partitioned: frozenset[str] = frozenset()
+    _sites: dict[bytes, bool | None] = field(default_factory=dict, compare=False, repr=False)
 
     # The site id is read from the stored JSON without decoding the event: a worker then
     # decodes only its share. Anything unusual (escapes, no match, compressed or encrypted
@@ -105,13 +121,19 @@ class Share:
     def claims(self, state: bytes) -> bool | None:
         """Whether the event is in this share; None when only the decoded event can tell."""
         start = state.find(_SITE_KEY)
-        if start < 0 or state.count(_SITE_KEY) != 1:  # none, or which one is the event's?
+        if start < 0:
             return None
         start += len(_SITE_KEY)
-        site_id = state[start : state.find(b'"', start)]
-        if b"\\" in site_id:
+        end = state.find(b'"', start)
+        if state.find(_SITE_KEY, end) >= 0:  # two of them: which one is the event's?
             return None
-        return zlib.crc32(site_id) % self.count == self.index
+        site_id = state[start:end]
+        # Every event of a site asks the same question: answer it once per site.
+        mine = self._sites.get(site_id)
+        if mine is None:
+            mine = None if b"\\" in site_id else zlib.crc32(site_id) % self.count == self.index
+            self._sites[site_id] = mine
+        return mine
 
     def claims_event(self, event: object) -> bool:
         site_id = getattr(event, "site_id", None)
@@ -218,23 +240,36 @@ class Rebuilder:
     workers: int = 1
     source: LogSource | None = None
     parallel_from: int = 100_000
+    # Seconds each phase of the last replay took (fold and load, indexes, catch-up, switch).
+    phases: dict[str, float] = field(default_factory=dict)
 
     def replay(self) -> int:
         """Build the next generation, catch it up, switch to it; return its number."""
+        self.phases.clear()
         with self.generations.exclusive():
             self.generations.drop_unused()
             generation = self.generations.next_number()
             self.generations.create(generation)
             store = self.build(generation)
             try:
-                projector = self._projector(store, self.projections)
-                self._catch_up(projector)
-                self.generations.switch(generation)
-                # Whatever was written between the last batch and the switch.
-                projector.catch_up()
+                with self._phase("catch-up"):
+                    projector = self._projector(store, self.projections)
+                    self._catch_up(projector)
+                with self._phase("switch"):
+                    self.generations.switch(generation)
+                    # Whatever was written between the last batch and the switch.
+                    projector.catch_up()
             finally:
                 store.close()
         return generation
+
+    @contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - started
 
     def check(self) -> Check:
         """Rebuild into a scratch generation, up to where the live one is, and compare them."""
@@ -246,28 +281,16 @@ class Rebuilder:
         head = self.recorder.max_notification_id() or 0
         stops = {p.name: (limits[p.name] if limits else head) for p in self.projections}
         spec = _spec(self.generations, generation)
-        folding = [p for p in self.projections if has_fold(p)]
+        folding = self.projections
         # Site-partitioned folds spread over any number of workers; others one per worker.
         spread = any(p.partitioned for p in folding)
         workers = self.workers if spread else min(self.workers, len(folding))
         if workers > 1 and self.source is not None and head >= self.parallel_from:
             self._fold_in_workers(spec, folding, stops, workers, self.source)
         else:
-            self._fold_here(spec, folding, stops)
-        store = self.generations.open(generation)
-        for projection in self.projections:
-            if not has_fold(projection):
-                # Row by row, but reading only the events it handles.
-                projector = Projector(
-                    self.recorder,
-                    self.mapper,
-                    store,
-                    [projection],
-                    self.batch_size,
-                    topics=projection.topics(),
-                )
-                projector.catch_up(stop=stops[projection.name])
-        return store
+            with self._phase("fold and load"):
+                self._fold_here(spec, folding, stops)
+        return self.generations.open(generation)
 
     def _fold_here(
         self, spec: TargetSpec, folding: Sequence[Projection], stops: Mapping[str, int]
@@ -275,7 +298,7 @@ class Rebuilder:
         target = spec.open(self.projections)
         try:
             target.create_tables()
-            folds = {p.name: fold for p in folding if (fold := p.fold(target)) is not None}
+            folds = {p.name: fold_of(p, target) for p in folding}
             stop = max(stops.values(), default=0)
             self.progress(0, stop)
             reached = fold_log(
@@ -319,13 +342,15 @@ class Rebuilder:
             for whole in _share_out([p for p in folding if not p.partitioned], workers)
         ]
         try:
-            reached = _run_workers(source, spec, groups, stops, self.page, self.progress)
+            with self._phase("fold and load (workers)"):
+                reached = _run_workers(source, spec, groups, stops, self.page, self.progress)
             target = spec.open(self.projections)
             try:
                 if isinstance(target, SQLiteBulkTarget):
                     for number, group in enumerate(groups[1:], start=1):
                         target.absorb(spec.part(number), [t for p in group for t in table_names(p)])
-                target.build_indexes(parallel=workers)
+                with self._phase("indexes and ANALYZE"):
+                    target.build_indexes(parallel=workers)
                 target.track({p.name: reached.get(p.name, 0) for p in self.projections})
                 target.commit()
             finally:
@@ -389,7 +414,7 @@ def _worker(task: _Task, positions: Any, errors: Any) -> None:
         try:
             if part is not None:
                 target.create_tables()
-            folds = {p.name: fold for p in task.projections if (fold := p.fold(target)) is not None}
+            folds = {p.name: fold_of(p, target) for p in task.projections}
             with task.source.open() as log:
 
                 def progress(position: int) -> None:

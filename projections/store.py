@@ -53,7 +53,7 @@ def _to_sqlite(sql: str) -> str:
     return re.sub(r"%\((\w+)\)s", r":\1", sql)
 
 
-class _SQLiteTx:
+class SQLiteTx:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
@@ -101,7 +101,7 @@ class SQLiteViewStore:
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            yield _SQLiteTx(conn)
+            yield SQLiteTx(conn)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -109,7 +109,7 @@ class SQLiteViewStore:
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
-        yield _SQLiteTx(self._conn())
+        yield SQLiteTx(self._conn())
 
     def close(self) -> None:
         with self._lock:

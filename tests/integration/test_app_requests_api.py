@@ -16,6 +16,7 @@ from governance.auth import Role
 from governance.domain.actor import Actor
 from governance.domain.grant import InstalledBy
 from governance.domain.request_case import AppRequestCase
+from governance.domain.site import UserInstalls
 from governance.published import EVENT_TYPES, describe
 from governance.runtime import Runtime
 from tests.conftest import Tokens
@@ -408,6 +409,24 @@ def test_views_survive_a_full_rebuild(client: TestClient, tokens: Tokens, runtim
     assert all(before[table] for table in ("site_app_list_history", "app_requester_intervals"))
     rebuild(runtime)
     assert dump_views(runtime) == before
+    # The same from worker processes, as on a large log: each folds its share of the sites.
+    app, olga = runtime.application, Actor("olga")
+    for site in ("s2", "s3", "s4", "s5"):
+        app.register_site("acme", site, site.upper(), olga)
+        app.set_user_installs(site, UserInstalls.BLOCKED, olga)
+        app.request_app(site, "jira", "Jira", ["read"], "why", Actor("ann"), InstalledBy.USER)
+        app.request_app(site, "wiki", "Wiki", ["read"], "why", Actor("ben"), InstalledBy.USER)
+        app.approve_app(site, "jira", None, ["read", "write"], olga)
+        app.block_app(site, "miner", "Miner", olga, reason="never")
+        app.clear_app_listing(site, "miner", olga)
+    runtime.projector.wait_for(app.head_position(), 5)
+    before = dump_views(runtime)
+    rebuilder = runtime.rebuilder()
+    rebuilder.workers, rebuilder.parallel_from = 3, 0
+    rebuilder.replay()
+    runtime.views.refresh()
+    assert dump_views(runtime) == before
+    assert rebuilder.check().clean
 
 
 def test_a_popular_case_is_snapshotted_in_the_real_stores(
