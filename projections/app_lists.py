@@ -37,18 +37,8 @@ _LIST_COLUMNS = (
     "case_id",
     "position",
 )
-_HISTORY_COLUMNS = (
-    "position",
-    "site_id",
-    "app_id",
-    "app_name",
-    "status",
-    "scopes",
-    "reason",
-    "updated_by",
-    "updated_at",
-    "case_id",
-)
+# The same values, keyed by the change's position first.
+_HISTORY_COLUMNS = ("position", *_LIST_COLUMNS[:-1])
 
 
 class AppListsProjection(Projection):
