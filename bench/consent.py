@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.report import row, save
+from bench.report import load_average, load_numbers, row, save
 from bench.seed import seed_installs
 from bench.servers import Run, Server, cpu_median, medians, uvicorn, wrk
 from governance.auth import Role, TokenCodec
@@ -34,11 +34,6 @@ from governance.runtime import Runtime, migrate
 SECRET = "bench-secret-" + "x" * 32
 CONSENT = "/v1/sites/s1/consent?app_id=app-7&scopes=read"
 RESULTS = Path("test-output/bench/results.jsonl")
-
-
-def load_average() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 def governance_env(data_dir: Path, schema: str | None) -> dict[str, str]:
@@ -108,7 +103,7 @@ def main() -> None:
     runs: dict[str, list[Run]] = {"bare": [], "bare_sync": [], "consent": [], "health": []}
     loads: list[str] = []
     backend = "PostgreSQL" if os.environ.get("DATABASE_URL") else "SQLite"
-    print(f"consent over HTTP, {backend}, {args.installs:,} installs, load {load_average()}")
+    print(f"consent over HTTP, {backend}, {args.installs:,} installs, {load_average()}")
     with (
         tempfile.TemporaryDirectory() as scratch,
         uvicorn("bench.bare_app:app", {}) as bare_server,
@@ -131,7 +126,7 @@ def main() -> None:
                     server.url + path, headers, args.seconds, args.connections, pid=server.pid
                 )
                 runs[name].append(run)
-            loads.append(load_average())
+            loads.append(load_numbers())
             line = "  ".join(
                 f"{k} {v[-1].load.requests_per_second:,.0f}/s {v[-1].cpu_us:.0f} us"
                 for k, v in runs.items()

@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from bench.consent import RESULTS, governance_env, load_average, settings_of, token
-from bench.report import row, save
+from bench.consent import RESULTS, governance_env, settings_of, token
+from bench.report import load_average, load_numbers, row, save
 from bench.seed import seed_installs
 from bench.servers import Run, Server, cpu_median, medians, uvicorn, wrk
 from governance.runtime import Runtime, migrate
@@ -114,7 +114,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     args = parser.parse_args()
     backend = "PostgreSQL" if os.environ.get("DATABASE_URL") else "SQLite"
-    print(f"consent vs store size, {backend}, load {load_average()}")
+    print(f"consent vs store size, {backend}, {load_average()}")
     DATA.mkdir(parents=True, exist_ok=True)
     sizes = [args.small, args.large]
     scripts = {n: cold_script(n, DATA) for n in sizes}
@@ -141,7 +141,7 @@ def main() -> None:
                         server.url + HOT, {}, args.seconds, args.connections, scripts[n], server.pid
                     )
                 )
-            loads.append(load_average())
+            loads.append(load_numbers())
             line = "  ".join(
                 f"{n:,}: hot {hot[n][-1].load.p50_ms:.2f} ms {hot[n][-1].cpu_us:.0f} us,"
                 f" cold {cold[n][-1].load.p50_ms:.2f} ms {cold[n][-1].cpu_us:.0f} us"

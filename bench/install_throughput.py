@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,8 +36,8 @@ import httpx2
 import psycopg
 from psycopg import sql
 
-from bench.report import median, row, save
-from bench.servers import PYTHON, free_port, process, uvicorn
+from bench.report import load_average, median, row, save
+from bench.servers import PYTHON, free_port, process, require, uvicorn
 from governance.auth import Role, TokenCodec
 from governance.config import Settings
 from governance.domain.actor import Actor
@@ -47,20 +46,6 @@ from governance.runtime import Runtime, migrate
 
 SECRET = "bench-secret-" + "x" * 32
 USERS = 2_000  # tokens handed out in turn: each account stays far below its command rate
-
-
-def load_average() -> str:
-    one, five, _ = os.getloadavg()
-    return f"load {one:.1f}/{five:.1f}"
-
-
-def require(tool: str, package: str) -> bool:
-    """Whether `tool` is on PATH, installing its Debian package first when it is not."""
-    if shutil.which(tool):
-        return True
-    print(f"  {tool} is missing: apt-get install -y {package}")
-    subprocess.run(["apt-get", "install", "-y", "-q", package], check=False)
-    return shutil.which(tool) is not None
 
 
 # ---- the figure: install commands over HTTP ----

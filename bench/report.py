@@ -34,10 +34,15 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def load_numbers() -> str:
+    """The 1, 5 and 15 minute load averages, e.g. "1.20 0.80 0.50"."""
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
+
+
 def load_average() -> str:
     """Printed beside every figure: the machine is shared, and load explains a slow round."""
-    one, five, fifteen = os.getloadavg()
-    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
+    return f"load average {load_numbers()}"
 
 
 def row(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,6 +17,19 @@ from pathlib import Path
 import httpx2
 
 from bench.report import median
+
+
+def require(tool: str, package: str) -> bool:
+    """Whether `tool` is on PATH, installing its Debian package first when it is not."""
+    if shutil.which(tool):
+        return True
+    print(f"== installing {package} with apt-get (for {tool})", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", package]):
+        if subprocess.run(command, env=env, check=False).returncode != 0:
+            return False
+    return shutil.which(tool) is not None
+
 
 PYTHON = sys.executable
 

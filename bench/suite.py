@@ -19,7 +19,6 @@ import importlib.util
 import json
 import os
 import platform
-import shutil
 import socket
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.report import load_average, machine
+from bench.servers import require
 from bench.table import Outcome, replace_section, results_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,17 +136,6 @@ def servers() -> Iterator[None]:
             subprocess.run(["bash", str(ROOT / "scripts" / script), "stop"], check=False)
 
 
-def ensure_wrk() -> bool:
-    if shutil.which("wrk"):
-        return True
-    print("== installing wrk with apt-get", flush=True)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "wrk"]):
-        if subprocess.run(command, env=env, check=False).returncode != 0:
-            return False
-    return shutil.which("wrk") is not None
-
-
 def saved_rows(offset: int) -> tuple[list[dict[str, object]], int]:
     """Rows appended to results.jsonl after byte `offset`, and the new end of the file."""
     if not RESULTS.exists():
@@ -196,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started_at = datetime.now(UTC)
     load_before = load_average()
     began = time.monotonic()
-    have_wrk = ensure_wrk()
+    have_wrk = require("wrk", "wrk")
     with servers():
         outcomes = [run(entry, args.quick, have_wrk) for entry in entries]
     command = "make bench" + (" QUICK=1" if args.quick else "")
