@@ -1,9 +1,11 @@
 """Request and response bodies, one schema per use. Unknown fields are refused."""
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from governance.audit.trail import AuditRecord
 
 # Free text is stored in events and views and shown to people: no control characters (PostgreSQL
 # refuses NUL outright), and lone surrogates are refused by pydantic itself.
@@ -128,22 +130,10 @@ class HistoryPage(BaseModel):
     next_after: int | None
 
 
-class AuditEventPublic(BaseModel):
-    position: int
-    event_id: str
-    type: str
-    org_id: str
-    site_id: str
-    actor: str
-    on_behalf_of: str | None
-    request_id: str | None
-    reason: str | None
-    occurred_at: datetime
-    data: dict[str, Any]
-
-
 class AuditPage(BaseModel):
-    events: list[AuditEventPublic]
+    # The trail's own record (a dataclass, which pydantic reads as it is): the API and the
+    # export give exactly the same fields.
+    events: list[AuditRecord]
     next_after: int | None
 
 

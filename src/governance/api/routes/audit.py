@@ -9,7 +9,6 @@ from governance.api.errors import ApiError, forbidden
 from governance.api.params import MAX_POSITION, Since, Until, check_period
 from governance.api.schemas import (
     TEXT_PATTERN,
-    AuditEventPublic,
     AuditPage,
     ChainVerification,
 )
@@ -79,7 +78,7 @@ def list_events(
     # The page's events themselves come from the log, described as the export describes them.
     records = records_at(governance.recorder, governance.mapper, positions)
     return AuditPage(
-        events=[AuditEventPublic.model_validate(r, from_attributes=True) for r in records],
+        events=records,
         next_after=positions[-1] if len(positions) == limit else None,
     )
 
