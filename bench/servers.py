@@ -52,16 +52,19 @@ def wait_for(url: str, timeout: float = 30) -> None:
 
 
 @contextmanager
-def process(command: list[str], env: dict[str, str], ready_url: str) -> Iterator[None]:
+def process(
+    command: list[str], env: dict[str, str], ready_url: str, *, timeout: float = 30
+) -> Iterator[int]:
+    """A server process (its pid), once `ready_url` answers; terminated on the way out."""
     proc = subprocess.Popen(
         command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        wait_for(ready_url)
-        yield
+        wait_for(ready_url, timeout)
+        yield proc.pid
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        proc.wait(timeout=30)
 
 
 @dataclass(frozen=True)
@@ -86,18 +89,9 @@ def uvicorn(app_spec: str, env: dict[str, str], *, factory: bool = False) -> Ite
     command += ["--workers", "1", "--log-level", "warning", "--no-access-log"]
     if factory:
         command.append("--factory")
-    proc = subprocess.Popen(
-        command,
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for(f"http://127.0.0.1:{port}/docs", timeout=120)
-        yield Server(f"http://127.0.0.1:{port}", proc.pid)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    url = f"http://127.0.0.1:{port}"
+    with process(command, env, url + "/docs", timeout=120) as pid:
+        yield Server(url, pid)
 
 
 @dataclass(frozen=True)
