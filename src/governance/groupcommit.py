@@ -31,7 +31,7 @@ from eventsourcing.persistence import (
     OperationalError,
     StoredEvent,
 )
-from eventsourcing.postgres import PostgresAggregateRecorder, PostgresDatastore
+from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 from eventsourcing.utils import retry
 from psycopg import Cursor, Pipeline
@@ -274,57 +274,66 @@ class GroupCommittingPostgresRecorder(SealingPostgresRecorder):
         Every event is inserted unless its key is stored (the table's primary key); if one was
         skipped, the transaction is rolled back and the batch sorted out key by key instead.
         """
-        events = [e for p in batch for e in p.events]
+        with self._locked() as (pipeline, curs, inserted):
+            curs.execute(self._select_head, prepare=True)
+            self._insert(inserted, batch)
+            pipeline.sync()
+            return self._seal(curs, _head(curs.fetchone()), inserted, batch)
+
+    def _commit_sorting_out(self, batch: Sequence[PendingSave]) -> Outcomes:
+        """Look the batch's keys up under the lock first: each conflicting save fails alone."""
+        ids = [e.originator_id for p in batch for e in p.events]
+        versions = [e.originator_version for p in batch for e in p.events]
+        with self._locked() as (pipeline, curs, other):
+            # All of it goes in one round trip (the pipeline), answered together.
+            other.execute(self._select_stored, (ids, versions), prepare=True)
+            curs.execute(self._select_head, prepare=True)
+            head = _head(curs.fetchone())
+            stored = {
+                (canonical_id(r["originator_id"]), int(r["originator_version"]))
+                for r in other.fetchall()
+            }
+            accepted, outcomes = _sort_out(batch, stored)
+            if accepted:
+                self._insert(other, accepted)
+                pipeline.sync()
+                outcomes.update(self._seal(curs, head, other, accepted))
+        return outcomes
+
+    def _insert(self, curs: Cursor[DictRow], saves: Sequence[PendingSave]) -> None:
+        events = [e for p in saves for e in p.events]
         columns = (
             [e.originator_id for e in events],
             [e.originator_version for e in events],
             [e.topic for e in events],
             [e.state for e in events],
         )
-        with self._locked() as (pipeline, curs, inserted):
-            curs.execute(self._select_head, prepare=True)
-            inserted.execute(self._insert_unless_stored, columns, prepare=True)
-            pipeline.sync()
-            head = _head(curs.fetchone())
-            stored = {
-                (canonical_id(r["originator_id"]), int(r["originator_version"])): int(
-                    r["notification_id"]
-                )
-                for r in inserted.fetchall()
-            }
-            if len(stored) < len(events):
-                raise _AlreadyStored
-            placed = [stored[k] for p in batch for k in p.event_keys()]
-            in_order = sorted(zip(placed, events, strict=True), key=lambda pair: pair[0])
-            seals = seal_all(head, [p for p, _ in in_order], [e for _, e in in_order])
-            curs.executemany(self._insert_seals, _rows(seals))
-        return _split(batch, placed)
+        curs.execute(self._insert_unless_stored, columns, prepare=True)
 
-    def _commit_sorting_out(self, batch: Sequence[PendingSave]) -> Outcomes:
-        """Look the batch's keys up under the lock first: each conflicting save fails alone."""
-        ids = [e.originator_id for p in batch for e in p.events]
-        versions = [e.originator_version for p in batch for e in p.events]
-        outcomes: Outcomes = {}
-        with self._locked() as (pipeline, curs, keys):
-            # All of it goes in one round trip (the pipeline), answered together.
-            keys.execute(self._select_stored, (ids, versions), prepare=True)
-            curs.execute(self._select_head, prepare=True)
-            head_row = curs.fetchone()
-            stored = {
-                (canonical_id(r["originator_id"]), int(r["originator_version"]))
-                for r in keys.fetchall()
-            }
-            accepted, outcomes = _sort_out(batch, stored)
-            events = [e for p in accepted for e in p.events]
-            if events:
-                PostgresAggregateRecorder._insert_stored_events(self, curs, events)
-                pipeline.sync()
-                # In insert order (the sequence follows the rows), as seal_all expects.
-                positions = sorted(int(r["notification_id"]) for r in curs.fetchall())
-                seals = seal_all(_head(head_row), positions, events)
-                curs.executemany(self._insert_seals, _rows(seals))
-                outcomes.update(_split(accepted, positions))
-        return outcomes
+    def _seal(
+        self,
+        curs: Cursor[DictRow],
+        head: tuple[int, bytes] | None,
+        inserted: Cursor[DictRow],
+        saves: Sequence[PendingSave],
+    ) -> Outcomes:
+        """Each save's positions, from the rows `_insert` returned, its events sealed in order.
+
+        Raises `_AlreadyStored` when a key was skipped (stored already)."""
+        stored = {
+            (canonical_id(r["originator_id"]), int(r["originator_version"])): int(
+                r["notification_id"]
+            )
+            for r in inserted.fetchall()
+        }
+        if len(stored) < sum(len(p.events) for p in saves):
+            raise _AlreadyStored
+        placed = [stored[k] for p in saves for k in p.event_keys()]
+        events = [e for p in saves for e in p.events]
+        in_order = sorted(zip(placed, events, strict=True), key=lambda pair: pair[0])
+        seals = seal_all(head, [p for p, _ in in_order], [e for _, e in in_order])
+        curs.executemany(self._insert_seals, _rows(seals))
+        return _split(saves, placed)
 
 
 def _groupable(events: Sequence[StoredEvent], kwargs: dict[str, Any]) -> bool:
