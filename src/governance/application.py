@@ -193,8 +193,7 @@ class GovernanceApplication(ApprovalCommands, Application[Any]):
         """The caller revokes their own grant (GrantNotFound when they have none)."""
 
         def attempt() -> CommandResult:
-            site = self._get_site(site_id)
-            grant = self._get_grant(site_id, app_id, by.account_id)
+            site, grant = self._get_site_and_grant(site_id, app_id, by.account_id)
             grant.uninstall(
                 site.org_id, site_id, app_id, by, removal_epoch=site.removal_epoch(app_id)
             )
@@ -239,11 +238,17 @@ class GovernanceApplication(ApprovalCommands, Application[Any]):
     def _get_site_and_grant(self, site_id: str, app_id: str, account_id: str) -> tuple[Site, Grant]:
         """Both aggregates an install decides on, read together (one statement, one snapshot)."""
         site_key, grant_key = site_aggregate_id(site_id), Grant.id_for(site_id, app_id, account_id)
+        # Our recorders read both in one statement; the library's in-memory one (unit tests)
+        # stream by stream.
         select_streams = getattr(self.recorder, "select_streams", None)
-        if select_streams is None:  # the library's in-memory store (unit tests)
-            return self._get_site(site_id), self._get_grant(site_id, app_id, account_id)
-        streams: dict[UUID, list[DomainEventProtocol[UUID]]] = {site_key: [], grant_key: []}
-        for stored in select_streams([site_key, grant_key]):
+        keys = [site_key, grant_key]
+        rows = (
+            select_streams(keys)
+            if select_streams is not None
+            else [row for key in keys for row in self.recorder.select_events(key)]
+        )
+        streams: dict[UUID | str, list[DomainEventProtocol[UUID]]] = {site_key: [], grant_key: []}
+        for stored in rows:
             streams[stored.originator_id].append(self.mapper.to_domain_event(stored))
         # Neither is ever snapshotted (only request cases are), so their events are all there is.
         site: Site | None = project_aggregate(None, streams[site_key])
@@ -253,13 +258,6 @@ class GovernanceApplication(ApprovalCommands, Application[Any]):
         if grant is None:
             grant = Grant.open(site_id, app_id, account_id, datetime.now(UTC))
         return site, grant
-
-    def _get_grant(self, site_id: str, app_id: str, account_id: str) -> Grant:
-        try:
-            grant: Grant = self.repository.get(Grant.id_for(site_id, app_id, account_id))
-        except AggregateNotFoundError:
-            return Grant.open(site_id, app_id, account_id, datetime.now(UTC))
-        return grant
 
     @staticmethod
     def _retrying(command: Callable[[], T], attempts: int = _ATTEMPTS) -> T:
