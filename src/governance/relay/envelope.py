@@ -29,18 +29,33 @@ POSITION = "position"
 CloudEvent = dict[str, Any]
 
 
-def cloudevent(event: PublishedEvent, source: str) -> CloudEvent:
+def make_cloudevent(
+    position: int, event_id: str, source: str, kind: str, time: str, site_id: str, data: Any
+) -> CloudEvent:
+    """The one layout of a published event (every way of building one ends here)."""
     return {
         "specversion": SPEC_VERSION,
-        "id": event.event_id,
+        "id": event_id,
         "source": source,
-        "type": event.cloudevent_type,
-        "time": rfc3339(event.occurred_at),
-        "subject": event.site_id,
+        "type": kind,
+        "time": time,
+        "subject": site_id,
         "datacontenttype": DATA_CONTENT_TYPE,
-        POSITION: event.position,
-        "data": event.data,
+        POSITION: position,
+        "data": data,
     }
+
+
+def cloudevent(event: PublishedEvent, source: str) -> CloudEvent:
+    return make_cloudevent(
+        event.position,
+        event.event_id,
+        source,
+        event.cloudevent_type,
+        rfc3339(event.occurred_at),
+        event.site_id,
+        event.data,
+    )
 
 
 def event_cloudevent(position: int, event: Any, source: str) -> CloudEvent:
@@ -50,17 +65,15 @@ def event_cloudevent(position: int, event: Any, source: str) -> CloudEvent:
     the envelope. `tests/unit/test_relay_messages.py` holds the two equal for every event type.
     """
     fields = vars(event)
-    return {
-        "specversion": SPEC_VERSION,
-        "id": event_id(fields["originator_id"], fields["originator_version"]),
-        "source": source,
-        "type": CLOUDEVENT_TYPES[type(event)],
-        "time": rfc3339(fields["timestamp"]),
-        "subject": fields["site_id"],
-        "datacontenttype": DATA_CONTENT_TYPE,
-        POSITION: position,
-        "data": {key: value for key, value in fields.items() if key not in ENVELOPE},
-    }
+    return make_cloudevent(
+        position,
+        event_id(fields["originator_id"], fields["originator_version"]),
+        source,
+        CLOUDEVENT_TYPES[type(event)],
+        rfc3339(fields["timestamp"]),
+        fields["site_id"],
+        {key: value for key, value in fields.items() if key not in ENVELOPE},
+    )
 
 
 # orjson writes what json.dumps(separators=(",", ":"), ensure_ascii=False) wrote, three times

@@ -24,12 +24,10 @@ from eventsourcing.persistence import Mapper
 from governance.audit.seal import RawRow
 from governance.published import CLOUDEVENT_TYPES, describe, event_id
 from governance.relay.envelope import (
-    DATA_CONTENT_TYPE,
-    POSITION,
-    SPEC_VERSION,
     CloudEvent,
     encode,
     event_cloudevent,
+    make_cloudevent,
 )
 from governance.relay.policy import SiteFolds, changes_policy, folded, policy_snapshot
 from projections.decode import EventDecoder
@@ -101,14 +99,12 @@ class MessageWriter:
         originator_id = fields.pop("originator_id")
         version = fields.pop("originator_version")
         fields.pop("originator_topic", None)
-        return {
-            "specversion": SPEC_VERSION,
-            "id": event_id(originator_id, version),
-            "source": self.source,
-            "type": kind,
-            "time": time[:-6] + "Z",
-            "subject": site_id,
-            "datacontenttype": DATA_CONTENT_TYPE,
-            POSITION: row[0],
-            "data": fields,
-        }
+        return make_cloudevent(
+            row[0],
+            event_id(originator_id, version),
+            self.source,
+            kind,
+            time[:-6] + "Z",
+            site_id,
+            fields,
+        )
