@@ -20,11 +20,10 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
 
 from projections.base import Projection, has_fold
 from projections.projector import TRACKING_TABLE
-from projections.store import Params, Row, SQLiteTx, Tx
+from projections.store import PostgresTx, SQLiteTx, Tx
 
 _INDEX = re.compile(r"^\s*CREATE\s+(UNIQUE\s+)?INDEX\b", re.IGNORECASE)
 _TABLE = re.compile(r"^\s*CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)", re.IGNORECASE)
@@ -231,7 +230,7 @@ class PostgresBulkTarget(BulkTarget):
         self._column_types: dict[str, dict[str, str]] = {}
 
     def tx(self) -> Tx:
-        return _LoadTx(self._conn)
+        return PostgresTx(self._conn)
 
     def _execute(self, statement: str) -> None:
         self._conn.execute(statement.encode())  # DDL from the projections' own modules
@@ -304,28 +303,6 @@ class PostgresBulkTarget(BulkTarget):
 
     def close(self) -> None:
         self._conn.close()
-
-
-class _LoadTx:
-    """The handlers' SQL on a PostgreSQL load's connection, inside its transaction."""
-
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self._conn = conn
-
-    def execute(self, sql: str, params: Params | None = None) -> int:
-        return self._conn.execute(sql, params or {}, prepare=True).rowcount
-
-    def executemany(self, sql: str, rows: Sequence[Params]) -> None:
-        with self._conn.cursor() as cur:
-            cur.executemany(sql, rows)
-
-    def one(self, sql: str, params: Params | None = None) -> Row | None:
-        with self._conn.cursor(row_factory=dict_row) as cur:
-            return cur.execute(sql, params or {}, prepare=True).fetchone()
-
-    def all(self, sql: str, params: Params | None = None) -> list[Row]:
-        with self._conn.cursor(row_factory=dict_row) as cur:
-            return cur.execute(sql, params or {}, prepare=True).fetchall()
 
 
 @dataclass(frozen=True)

@@ -119,8 +119,10 @@ class SQLiteViewStore:
         self._local = threading.local()
 
 
-class _PostgresTx:
-    def __init__(self, conn: psycopg.Connection[Row]) -> None:
+class PostgresTx:
+    """The views' SQL on one connection (the pool's, or a replay's load), rows as dicts."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
 
     def execute(self, sql: str, params: Params | None = None) -> int:
@@ -132,10 +134,12 @@ class _PostgresTx:
             cur.executemany(sql, rows)
 
     def one(self, sql: str, params: Params | None = None) -> Row | None:
-        return self._conn.execute(sql, params or {}, prepare=True).fetchone()
+        with self._conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(sql, params or {}, prepare=True).fetchone()
 
     def all(self, sql: str, params: Params | None = None) -> list[Row]:
-        return self._conn.execute(sql, params or {}, prepare=True).fetchall()
+        with self._conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(sql, params or {}, prepare=True).fetchall()
 
 
 class PostgresViewStore:
@@ -175,12 +179,12 @@ class PostgresViewStore:
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         with self._guard(), self.pool.connection() as conn, conn.transaction():
-            yield _PostgresTx(conn)
+            yield PostgresTx(conn)
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
         with self._guard(), self.pool.connection() as conn:
-            yield _PostgresTx(conn)
+            yield PostgresTx(conn)
 
     def _guard(self) -> AbstractContextManager[None]:
         return self._breaker.guard() if self._breaker is not None else nullcontext()
