@@ -212,14 +212,21 @@ class Settings(BaseSettings):
         le=600,
         description="How long a send waits for the broker before the batch is retried (seconds).",
     )
-    # Each batch ends with a wait for the broker's acknowledgement; larger batches wait less
-    # often on a backlog (a short batch is flushed at once), at the price of re-sending up to a
-    # batch after a failure (consumers drop repeats by event id).
+    # A batch's position is recorded once the broker acknowledged it; larger batches mean fewer
+    # position writes on a backlog (a short batch is flushed at once), at the price of re-sending
+    # up to two batches after a failure (consumers drop repeats by event id).
     relay_batch_size: int = Field(
         default=2000,
         ge=1,
         le=100_000,
-        description="Events the relay sends before it waits for the broker and records them.",
+        description="Events per batch the relay reads, sends and records together.",
+    )
+    relay_pages_process: bool = Field(
+        default=True,
+        description=(
+            "Read the log and write the relay's messages in a child process, leaving the relay's"
+            " interpreter to the Kafka producer (about a third more events per second on 2 cores)."
+        ),
     )
     relay_idle_wait: float = Field(
         default=0.5,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from kafka import KafkaProducer
@@ -13,7 +14,8 @@ from governance.config import Settings
 from governance.eventstore import EVENTS_TABLE, event_store_env
 from governance.observability.relay import relay_metrics
 from governance.outage import database_breaker, guard_event_store
-from governance.relay.messages import Topics
+from governance.relay.messages import MessageWriter, Topics
+from governance.relay.pages import ChildPages, LocalPages, Pages
 from governance.relay.positions import open_positions
 from governance.relay.publisher import Relay
 from governance.relay.topics import ensure_topics
@@ -56,6 +58,26 @@ def connect(settings: Settings) -> Any:
     return producer
 
 
+def local_pages(application: GovernanceApplication, settings: Settings) -> LocalPages:
+    """Pages of `application`'s log read and written in this process."""
+    recorder = application.recorder
+    assert isinstance(recorder, SealingPostgresRecorder | SealingSQLiteRecorder)
+    topics = Topics(settings.events_topic, settings.policy_topic)
+    writer = MessageWriter(
+        application.mapper, application.repository, topics, settings.cloudevents_source
+    )
+    return LocalPages(recorder, writer, settings.relay_batch_size)
+
+
+def open_pages(settings: Settings) -> tuple[LocalPages, Callable[[], None]]:
+    """The pages process's own: its event store (behind its own breaker), and how to close it."""
+    application = GovernanceApplication(env=event_store_env(settings, create_table=False))
+    breaker = database_breaker(settings)
+    if breaker is not None:
+        guard_event_store(application.recorder, breaker)
+    return local_pages(application, settings), application.close
+
+
 class RelayProcess:
     """The application's event log, the relay's position beside it, and the producer."""
 
@@ -78,16 +100,15 @@ class RelayProcess:
         self.metrics, meter = relay_metrics(
             self.application.name, self.application.head_position, self.positions, topics
         )
-        recorder = self.application.recorder
-        assert isinstance(recorder, SealingPostgresRecorder | SealingSQLiteRecorder)
+        pages: Pages
+        if settings.relay_pages_process:
+            pages = ChildPages(settings, open_pages, start_timeout=max(settings.kafka_timeout, 30))
+        else:
+            pages = local_pages(self.application, settings)
         self.relay = Relay(
-            recorder,
-            self.application.mapper,
-            self.application.repository,
+            pages,
             self.positions,
             lambda: connect(settings),
-            topics=topics,
-            source=settings.cloudevents_source,
             batch_size=settings.relay_batch_size,
             timeout=settings.kafka_timeout,
             observer=meter,

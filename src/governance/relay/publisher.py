@@ -1,10 +1,11 @@
 """Publishes the global event log to Kafka, in order, at least once.
 
-Each batch: read the notifications after the recorded position, send every event (keyed by site
-id, so one site's events share a partition and keep their order) and, after a policy change,
-the site's policy snapshot; wait until the broker acknowledged all of them; only then record
-the batch's last position. A crash or a broker outage before that point re-sends the batch, so
-downstream sees an event at least once and drops repeats by its id.
+Each batch: read the notifications after the last one sent, send every event (keyed by site id,
+so one site's events share a partition and keep their order) and, after a policy change, the
+site's policy snapshot. A batch's last position is recorded only once the broker acknowledged
+all of its messages and all of the batches before it. A crash or a broker outage before that
+point re-sends the batches from the recorded position, so downstream sees an event at least once
+and drops repeats by its id.
 """
 
 from __future__ import annotations
@@ -17,25 +18,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from eventsourcing.persistence import Mapper, PersistenceError
+from eventsourcing.persistence import PersistenceError
 from kafka.errors import KafkaError
 from psycopg import Error as PostgresError
 
-from governance.audit.seal import RawRow
 from governance.relay.envelope import STRUCTURED_CONTENT_TYPE
-from governance.relay.messages import Message, MessageWriter, Topics
+from governance.relay.messages import Message
+from governance.relay.pages import Batch, Pages
 from governance.relay.positions import PositionStore
 
 log = logging.getLogger(__name__)
-
-_END = 2**63 - 1  # no upper bound on the positions read
-
-
-class RawLog(Protocol):
-    """The event store's plain-row read (governance.audit.seal): no library objects per row."""
-
-    def select_raw(self, after: int, limit: int, stop: int) -> Sequence[RawRow]: ...
-
 
 HEADERS = [("content-type", STRUCTURED_CONTENT_TYPE.encode())]
 
@@ -45,10 +37,10 @@ class PublishFailed(Exception):
 
 
 @dataclass(frozen=True)
-class Batch:
-    messages: list[Message]
-    last: int  # the position of its last event
-    count: int  # events (a policy change adds a snapshot message)
+class InFlight:
+    batch: Batch
+    sent: list[Any]  # the producer's futures, one per message
+    started: float  # perf_counter when its page was taken up
 
 
 class RelayObserver(Protocol):
@@ -64,20 +56,15 @@ class RelayObserver(Protocol):
 class Relay:
     def __init__(
         self,
-        recorder: RawLog,
-        mapper: Mapper[Any],
-        repository: Any,
+        pages: Pages,
         positions: PositionStore,
         connect: Callable[[], Any],
         *,
-        topics: Topics,
-        source: str,
         batch_size: int,
         timeout: float,
         observer: RelayObserver | None = None,
     ) -> None:
-        self.recorder = recorder
-        self.messages = MessageWriter(mapper, repository, topics, source)
+        self.pages = pages  # read and written in this process or a child of its own
         self.positions = positions
         self.batch_size = batch_size
         self.timeout = timeout
@@ -91,44 +78,93 @@ class Relay:
         # broker's acknowledgement (both wait, mostly, with the interpreter lock released).
         self._reader: ThreadPoolExecutor | None = None
         self._next: Future[Batch | None] | None = None  # read while this batch is sent
+        self._in_flight: InFlight | None = None  # sent, its position not yet recorded
         self._position: int | None = None  # as recorded; read from the store when unknown
 
     def connect(self) -> None:
-        """Make the producer, if there is none, and with it the topics."""
+        """Make the producer, if there is none, and with it the topics; start the pages' reader."""
         if self._producer is None:
             self._producer = self._connect()
+        self.pages.start()
 
     def run_batch(self) -> int:
         """Publish the next batch; return how many events it held (0: caught up).
 
-        While a full batch is sent and acknowledged, the next one is read and encoded (the
-        relay's own work overlaps the broker's). A batch's position is recorded only once all
-        of its messages are acknowledged, so a failure at any point sends it again. A failed
-        read ahead is raised by the next call, which reads it again.
+        Through a backlog, two batches overlap: this one is handed to the producer while the
+        one before it is still being acknowledged, and the next one is read and encoded
+        meanwhile, so neither the broker's round trips nor the position writes leave the
+        producer idle. A batch's position is recorded only once all of its messages, and all
+        of the batches before it, are acknowledged; a failure at any point forgets everything
+        not recorded, and the next call sends it again from the recorded position.
         """
         self.connect()  # at once, so the topics exist before any event
-        started = time.perf_counter()
+        try:
+            return self._next_batch(time.perf_counter())
+        except BaseException:
+            self._next = None
+            self._in_flight = None
+            self._position = None
+            raise
+
+    def _next_batch(self, started: float) -> int:
         reading, self._next = self._next, None
         if self._position is None:
             self._position = self.positions.get()  # once, and again after a failure
         if reading is None:
-            reading = self._read_from(self._position)
+            after = self._position if self._in_flight is None else self._in_flight.batch.last
+            reading = self._read_from(after)
         batch = reading.result()
         if batch is None:
+            self._settle_all()
             return 0
+        backlog = batch.count == self.batch_size  # a full batch: more is likely waiting
+        if backlog and self.pages.parallel:
+            self._next = self._read_from(batch.last)  # read beside the sends below
         sent = [
             self._producer.send(m.topic, key=m.key, value=m.value, headers=HEADERS)
             for m in batch.messages
         ]
-        # A full batch means a backlog: read on while the broker acknowledges. A short one
-        # means the relay is caught up: flush at once, for the lowest latency.
-        if batch.count == self.batch_size:
-            self._next = self._read_from(batch.last)
-        self._acknowledged(sent)
-        self._record(batch.last)
-        if self.observer is not None:
-            self.observer.published(batch.messages, time.perf_counter() - started)
+        previous, self._in_flight = self._in_flight, InFlight(batch, sent, started)
+        if backlog:
+            # Read on (if not yet), and leave this batch in flight. The one before it was sent a
+            # whole batch ago: its acknowledgements are in, or nearly (this batch's records
+            # filled the producer's last buffers behind it).
+            if self._next is None:
+                # In this process, after the sends: reading beside them only takes turns with
+                # them for the interpreter lock.
+                self._next = self._read_from(batch.last)
+            if previous is not None:
+                self._settle(previous)
+        else:
+            # A short batch means the relay is caught up: flush at once, for the lowest latency.
+            if previous is not None:
+                self._settle(previous)
+            self._settle_all()
         return batch.count
+
+    def _settle_all(self) -> None:
+        """Flush the producer and record the batch in flight, if any, once acknowledged."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            self._producer.flush(timeout=self.timeout)
+            self._settle(in_flight)
+
+    def _settle(self, in_flight: InFlight) -> None:
+        """Wait until the broker acknowledged every message of the batch; record its position."""
+        deadline = time.monotonic() + self.timeout
+        for future in in_flight.sent:
+            if future.is_done:
+                if future.failed():
+                    raise PublishFailed(f"not acknowledged: {future.exception}")
+                continue
+            try:
+                future.get(timeout=max(deadline - time.monotonic(), 0.0))
+            except Exception as error:
+                raise PublishFailed(f"not acknowledged: {error}") from error
+        self._record(in_flight.batch.last)
+        if self.observer is not None:
+            messages = in_flight.batch.messages
+            self.observer.published(messages, time.perf_counter() - in_flight.started)
 
     def _record(self, position: int) -> None:
         self._position = None  # unknown until the store has it
@@ -140,25 +176,7 @@ class Relay:
         one read ahead that a failure left behind never runs beside the next)."""
         if self._reader is None:
             self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-reader")
-        return self._reader.submit(self._read, position)
-
-    def _read(self, position: int) -> Batch | None:
-        rows = self.recorder.select_raw(position, self.batch_size, _END)
-        if not rows:
-            return None
-        return Batch(list(self.messages(rows)), rows[-1][0], len(rows))
-
-    def _acknowledged(self, futures: list[Any]) -> None:
-        """Wait for the broker; on any failure forget the batch read ahead (it starts later)."""
-        try:
-            self._producer.flush(timeout=self.timeout)
-            for future in futures:
-                if not future.succeeded():
-                    raise PublishFailed(f"not acknowledged: {future.exception or 'timed out'}")
-        except BaseException:
-            self._next = None
-            self._position = None
-            raise
+        return self._reader.submit(self.pages.read, position)
 
     def run(self, stop: threading.Event, idle_wait: float) -> None:
         """Publish until `stop` is set; sleep when caught up until woken or `idle_wait` passed."""
@@ -185,12 +203,26 @@ class Relay:
             if published == 0:
                 self.wake.wait(idle_wait)
                 self.wake.clear()
+        self._finish()
+
+    def _finish(self) -> None:
+        """On a graceful stop, record the batch in flight once the broker acknowledged it (if it
+        does not in time, the next start sends the batch again)."""
+        if self._in_flight is None:
+            return
+        try:
+            self._settle_all()
+        except (KafkaError, PublishFailed, PersistenceError, PostgresError, OSError) as error:
+            log.warning("stopped with a batch unrecorded, to be sent again: %s", error)
+            self._in_flight = None
+            self._position = None
 
     def close(self) -> None:
         self._next = None
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.shutdown(wait=True, cancel_futures=True)  # before the event store closes
+        self.pages.close()
         self._disconnect()
 
     def _failed(self, cause: str) -> None:
