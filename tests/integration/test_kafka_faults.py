@@ -319,9 +319,13 @@ def test_relay_killed_mid_batch_resumes_and_nothing_is_lost(
     relay = subprocess.Popen([*GOVERNANCE, "relay"], env=env, stderr=subprocess.DEVNULL)
     try:
         with reading(broker.address, faulty.events_topic) as topic:
+            wait_until(lambda: bool(children_of(relay.pid)), 60, "the relay's pages process")
+            pages_process = children_of(relay.pid)
             kill_mid_batch(relay, topic, faulty)
             killed_at = relay_position(faulty)
             assert killed_at < head  # it died with work left
+            # Its pages process reads the pipe as closed and ends: no orphan keeps reading.
+            wait_until(lambda: not any(map(running, pages_process)), 30, "the orphan's end")
             downstream.start()
 
             relay = subprocess.Popen([*GOVERNANCE, "relay"], env=env, stderr=subprocess.DEVNULL)
@@ -341,6 +345,28 @@ def test_relay_killed_mid_batch_resumes_and_nothing_is_lost(
             relay.wait()
         downstream.close()
         runtime.close()
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc: no tool needed)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie, ended but not yet reaped by its new parent, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def kill_mid_batch(relay: subprocess.Popen[bytes], topic: Reader, settings: Settings) -> None:
