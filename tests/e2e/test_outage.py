@@ -175,7 +175,11 @@ def test_requests_fail_fast_while_postgres_is_down_and_resume_after(
 ) -> None:
     headers = token(deployment)
     with httpx2.Client(base_url=deployment.url, timeout=10) as http:
-        assert http.put("/v1/orgs/acme/sites/s1", json={"name": "One"}, headers=headers).is_success
+        registered = http.put("/v1/orgs/acme/sites/s1", json={"name": "One"}, headers=headers)
+        assert registered.is_success
+        # The load reads the policy view: wait until it shows the site (a 404 otherwise).
+        caught_up = {"min_position": registered.headers["X-Event-Position"]}
+        assert http.get("/v1/sites/s1/policy", params=caught_up, headers=headers).is_success
         with Load(deployment) as load:
             time.sleep(1.0)
             stopped_at = time.monotonic()
