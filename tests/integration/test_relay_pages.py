@@ -20,6 +20,8 @@ from governance.relay.main import local_pages, open_pages
 from governance.relay.pages import Batch, ChildPages
 from governance.runtime import Runtime
 
+LIMIT = 7  # events per page
+
 
 @pytest.fixture
 def logged(settings: Settings) -> Settings:
@@ -35,7 +37,7 @@ def logged(settings: Settings) -> Settings:
             app.set_user_installs(f"s{n}", UserInstalls.BLOCKED, Actor("olga"), reason="review")
     finally:
         runtime.close()
-    return settings.model_copy(update={"relay_batch_size": 7})
+    return settings
 
 
 def pages_here(settings: Settings, after: int) -> list[Batch]:
@@ -49,7 +51,7 @@ def pages_here(settings: Settings, after: int) -> list[Batch]:
 def all_pages(read: object, after: int) -> list[Batch]:
     assert callable(read)
     pages = []
-    while (page := read(after)) is not None:
+    while (page := read(after, LIMIT)) is not None:
         pages.append(page)
         after = page.last
     return pages
@@ -72,13 +74,13 @@ def test_the_child_writes_the_messages_this_process_would(logged: Settings) -> N
 def test_a_child_that_died_fails_one_read_and_is_replaced(logged: Settings) -> None:
     child = ChildPages(logged, open_pages, start_timeout=60)
     try:
-        first = child.read(0)
+        first = child.read(0, LIMIT)
         assert first is not None
         dead = child.pid
         assert dead is not None
         os.kill(dead, signal.SIGKILL)
         with pytest.raises(PersistenceError, match="page reader is gone"):
-            child.read(first.last)
+            child.read(first.last, LIMIT)
         # The relay asks again after its backoff: a new child answers from the same position.
         assert all_pages(child.read, first.last) == pages_here(logged, first.last)
         assert child.pid not in (None, dead)
@@ -97,6 +99,6 @@ def test_a_child_that_cannot_read_fails_the_read_with_the_reason(
     child = ChildPages(broken, open_pages, start_timeout=60)
     try:
         with pytest.raises(PersistenceError, match=r"no_such_schema|no such table"):
-            child.read(0)
+            child.read(0, LIMIT)
     finally:
         child.close()

@@ -16,7 +16,7 @@ from governance.relay.messages import Message
 from governance.relay.pages import Batch
 from governance.relay.publisher import PublishFailed, Relay
 
-PAGE = 3
+BATCH = 4  # pages of 1, 2, then 4 events through a backlog
 
 
 class Acknowledgement:
@@ -64,18 +64,18 @@ class Log:
     def __init__(self, head: int, *, parallel: bool) -> None:
         self.head = head
         self.parallel = parallel
-        self.reads: list[int] = []
+        self.reads: list[tuple[int, int]] = []
 
     def start(self) -> None:
         pass
 
-    def read(self, after: int) -> Batch | None:
-        self.reads.append(after)
-        positions = range(after + 1, min(after + PAGE, self.head) + 1)
+    def read(self, after: int, limit: int) -> Batch | None:
+        self.reads.append((after, limit))
+        positions = range(after + 1, min(after + limit, self.head) + 1)
         if not positions:
             return None
         messages = [Message("events", b"s1", str(p).encode()) for p in positions]
-        return Batch(messages, positions[-1], len(positions))
+        return Batch(messages, positions[-1], len(positions), len(positions) == limit)
 
     def close(self) -> None:
         pass
@@ -93,54 +93,60 @@ class Positions:
 
 
 def relay(log: Log, producer: Producer, positions: Positions) -> Relay:
-    return Relay(log, positions, lambda: producer, batch_size=PAGE, timeout=0.01)  # type: ignore[arg-type]
+    return Relay(log, positions, lambda: producer, batch_size=BATCH, timeout=0.01)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("parallel", [True, False])
-def test_a_backlog_is_recorded_batch_by_batch_one_batch_behind(parallel: bool) -> None:
-    log, producer, positions = Log(8, parallel=parallel), Producer({}), Positions()
+def test_a_backlog_is_recorded_one_batch_behind_in_growing_pages(parallel: bool) -> None:
+    log, producer, positions = Log(12, parallel=parallel), Producer({}), Positions()
     publisher = relay(log, producer, positions)
     try:
-        assert publisher.run_batch() == 3
+        assert publisher.run_batch() == 1
         assert positions.recorded == []  # in flight: not yet acknowledged
-        assert publisher.run_batch() == 3
-        assert positions.recorded == [3]  # the first, once the second was handed over
-        assert publisher.run_batch() == 2  # a short batch: caught up, so flush and record all
-        assert positions.recorded == [3, 6, 8]
+        assert publisher.run_batch() == 2
+        assert positions.recorded == [1]  # the first, once the second was handed over
+        assert publisher.run_batch() == 4
+        assert publisher.run_batch() == 4
+        assert positions.recorded == [1, 3, 7]
+        assert producer.flushes == 0  # through a backlog, no flush
+        assert publisher.run_batch() == 1  # a short page: caught up, so flush and record all
+        assert positions.recorded == [1, 3, 7, 11, 12]
         assert producer.flushes == 1
         assert publisher.run_batch() == 0
     finally:
         publisher.close()
-    assert producer.sent == list(range(1, 9))
-    assert log.reads == [0, 3, 6, 8]
+    assert producer.sent == list(range(1, 13))
+    assert log.reads == [(0, 1), (1, 2), (3, 4), (7, 4), (11, 4), (12, 1)]
 
 
 def test_a_failed_batch_and_the_one_after_it_go_again_from_the_recorded_position() -> None:
     log, producer, positions = Log(12, parallel=True), Producer({5: "failed"}), Positions()
     publisher = relay(log, producer, positions)
     try:
-        publisher.run_batch()  # 1-3, in flight
-        publisher.run_batch()  # 4-6 in flight; 1-3 recorded
+        publisher.run_batch()  # 1, in flight
+        publisher.run_batch()  # 2-3 in flight; 1 recorded
+        publisher.run_batch()  # 4-7 in flight; 3 recorded
         with pytest.raises(PublishFailed, match="no leader"):
-            publisher.run_batch()  # 7-9 sent; 4-6 not acknowledged
-        assert positions.recorded == [3]
+            publisher.run_batch()  # 8-11 sent; 4-7 not acknowledged
+        assert positions.recorded == [1, 3]
         producer.outcomes.clear()  # the broker is back
         while publisher.run_batch():
             pass
     finally:
         publisher.close()
-    assert positions.recorded == [3, 6, 9, 12]
-    # 4 to 9 went twice, in log order both times; nothing was recorded past an unacknowledged one.
-    assert producer.sent == [*range(1, 10), *range(4, 13)]
+    # 4 to 11 went twice, in log order both times, from a small page again; nothing was
+    # recorded past an unacknowledged event.
+    assert producer.sent == [*range(1, 12), *range(4, 13)]
+    assert positions.recorded == [1, 3, 4, 6, 10, 12]
 
 
 def test_a_batch_never_acknowledged_in_time_is_never_recorded() -> None:
-    log, producer, positions = Log(5, parallel=False), Producer({2: "pending"}), Positions()
+    log, producer, positions = Log(5, parallel=False), Producer({1: "pending"}), Positions()
     publisher = relay(log, producer, positions)
     try:
-        publisher.run_batch()  # 1-3, in flight
+        publisher.run_batch()  # 1, in flight
         with pytest.raises(PublishFailed, match="Timeout"):
-            publisher.run_batch()  # 4-5: short, so both are settled; 2 never is
+            publisher.run_batch()  # 2-3 sent; 1 never acknowledged
         assert positions.recorded == []
     finally:
         publisher.close()
@@ -150,9 +156,9 @@ def test_a_graceful_stop_records_the_batch_in_flight() -> None:
     log, producer, positions = Log(6, parallel=True), Producer({}), Positions()
     publisher = relay(log, producer, positions)
     stop = threading.Event()
-    publisher.run_batch()  # 1-3 in flight: a full batch, a backlog behind it
+    publisher.run_batch()  # 1 in flight: a full page, a backlog behind it
     stop.set()
     publisher.run(stop, idle_wait=0.01)  # stops before the next batch
     publisher.close()
-    assert positions.recorded == [3]
-    assert producer.sent == [1, 2, 3]
+    assert positions.recorded == [1]
+    assert producer.sent == [1]

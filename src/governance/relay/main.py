@@ -66,7 +66,7 @@ def local_pages(application: GovernanceApplication, settings: Settings) -> Local
     writer = MessageWriter(
         application.mapper, application.repository, topics, settings.cloudevents_source
     )
-    return LocalPages(recorder, writer, settings.relay_batch_size)
+    return LocalPages(recorder, writer)
 
 
 def open_pages(settings: Settings) -> tuple[LocalPages, Callable[[], None]]:

@@ -40,6 +40,7 @@ class Batch:
     messages: list[Message]
     last: int  # the position of its last event
     count: int  # events (a policy change adds a snapshot message)
+    full: bool  # as many events as asked for: more may follow at once
 
 
 class Pages(Protocol):
@@ -50,8 +51,9 @@ class Pages(Protocol):
     def start(self) -> None:
         """Be ready to read (at once, or raise as the event store does)."""
 
-    def read(self, after: int) -> Batch | None:
-        """The page of the log after `after`, as messages; None when there is none yet."""
+    def read(self, after: int, limit: int) -> Batch | None:
+        """The page of the log after `after` (at most `limit` events) as messages; None when
+        there is none yet."""
 
     def close(self) -> None: ...
 
@@ -61,16 +63,15 @@ class LocalPages:
 
     parallel = False
 
-    def __init__(self, recorder: RawLog, writer: MessageWriter, size: int) -> None:
+    def __init__(self, recorder: RawLog, writer: MessageWriter) -> None:
         self.recorder = recorder
         self.writer = writer
-        self.size = size
 
-    def read(self, after: int) -> Batch | None:
-        rows = self.recorder.select_raw(after, self.size, _END)
+    def read(self, after: int, limit: int) -> Batch | None:
+        rows = self.recorder.select_raw(after, limit, _END)
         if not rows:
             return None
-        return Batch(list(self.writer(rows)), rows[-1][0], len(rows))
+        return Batch(list(self.writer(rows)), rows[-1][0], len(rows), len(rows) == limit)
 
     def start(self) -> None:
         pass
@@ -133,11 +134,11 @@ class ChildPages:
             raise
         log.info("pages read and written by process %s", process.pid)
 
-    def read(self, after: int) -> Batch | None:
+    def read(self, after: int, limit: int) -> Batch | None:
         self.start()
         assert self._pipe is not None
         try:
-            self._pipe.send(after)
+            self._pipe.send((after, limit))
         except OSError as error:
             self.close()
             raise PersistenceError(f"the relay's page reader is gone: {error}") from error
@@ -184,11 +185,11 @@ def _serve(settings: Settings, factory: PagesFactory, pipe: Connection) -> None:
             return
         while True:
             try:
-                after = pipe.recv()
+                after, limit = pipe.recv()
             except (EOFError, OSError):  # the relay closed the pipe, or is gone
                 return
             try:
-                answer: Batch | _Failed | None = pages.read(after)
+                answer: Batch | _Failed | None = pages.read(after, limit)
             except Exception as error:  # noqa: BLE001 (the relay decides: it waits, asks again)
                 answer = _Failed(f"{type(error).__name__}: {error}")
             if not _send(pipe, answer):

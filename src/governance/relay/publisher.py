@@ -79,6 +79,8 @@ class Relay:
         self._reader: ThreadPoolExecutor | None = None
         self._next: Future[Batch | None] | None = None  # read while this batch is sent
         self._in_flight: InFlight | None = None  # sent, its position not yet recorded
+        self._first_page = max(batch_size // 8, 1)
+        self._page = self._first_page  # the size of the next page read
         self._position: int | None = None  # as recorded; read from the store when unknown
 
     def connect(self) -> None:
@@ -101,6 +103,7 @@ class Relay:
         try:
             return self._next_batch(time.perf_counter())
         except BaseException:
+            self._page = self._first_page
             self._next = None
             self._in_flight = None
             self._position = None
@@ -117,7 +120,9 @@ class Relay:
         if batch is None:
             self._settle_all()
             return 0
-        backlog = batch.count == self.batch_size  # a full batch: more is likely waiting
+        backlog = batch.full  # more is likely waiting
+        # Pages grow through a backlog from a small first one, whose events go out sooner.
+        self._page = min(self._page * 2, self.batch_size) if backlog else self._first_page
         if backlog and self.pages.parallel:
             self._next = self._read_from(batch.last)  # read beside the sends below
         sent = [
@@ -176,7 +181,7 @@ class Relay:
         one read ahead that a failure left behind never runs beside the next)."""
         if self._reader is None:
             self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-reader")
-        return self._reader.submit(self.pages.read, position)
+        return self._reader.submit(self.pages.read, position, self._page)
 
     def run(self, stop: threading.Event, idle_wait: float) -> None:
         """Publish until `stop` is set; sleep when caught up until woken or `idle_wait` passed."""
