@@ -73,9 +73,9 @@ class Relay:
         # Makes a producer (and makes sure the topics exist); called again after a failure.
         self._connect = connect
         self._producer: Any = None
-        # Pages are read and written into messages by one thread of their own, in log order:
-        # the next page's database round trip and encoding overlap this one's sends and the
-        # broker's acknowledgement (both wait, mostly, with the interpreter lock released).
+        # Pages are asked for by one thread of its own, in log order, so that the next page's
+        # database round trip and encoding (here, or in the pages process) overlap this one's
+        # sends and the broker's acknowledgements.
         self._reader: ThreadPoolExecutor | None = None
         self._next: Future[Batch | None] | None = None  # read while this batch is sent
         self._in_flight: InFlight | None = None  # sent, its position not yet recorded
