@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -175,6 +176,9 @@ class ChildPages:
 
 def _serve(settings: Settings, factory: PagesFactory, pipe: Connection) -> None:
     """The child: answer "ready", then each position with the page after it, until hung up."""
+    # Ctrl-C reaches the whole process group: the relay stops at a batch's end and hangs up,
+    # which is when this process ends.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         pages, close = factory(settings)
     except Exception as error:  # noqa: BLE001 (e.g. the database is down: the relay retries)
