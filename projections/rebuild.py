@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import multiprocessing.connection
 import os
+import sys
 import time
 import traceback
 import zlib
@@ -406,8 +408,11 @@ class _Task:
 
 
 def _worker(task: _Task, positions: Any, errors: Any) -> None:
-    """One worker process: read the whole log, fold its share, load the rows."""
+    """One worker process: read the whole log, fold its share, load the rows, and end."""
     number = task.share.index
+    # Its cyclic collector stays off to the end: turned back on, it would first scan the fold's
+    # millions of objects (about 1 s of CPU in each worker on a 1M-event log, measured).
+    gc.disable()
     try:
         part = number if task.spec.path is not None and number > 0 else None
         target = task.spec.open(task.projections, part=part)
@@ -428,6 +433,11 @@ def _worker(task: _Task, positions: Any, errors: Any) -> None:
     except BaseException:
         errors.put(f"worker {number}: {traceback.format_exc()}")
         raise
+    # Everything is committed: end without freeing the fold's objects one by one (the parent
+    # waits for this process to end before it builds the indexes).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _run_workers(
@@ -452,9 +462,9 @@ def _run_workers(
         processes.append(process)
     stop = max(stops.values(), default=0)
     try:
-        while any(p.is_alive() for p in processes):
+        while running := [p.sentinel for p in processes if p.is_alive()]:
             progress(min(positions[:]), stop)
-            time.sleep(0.2)
+            multiprocessing.connection.wait(running, timeout=0.2)  # wakes as one ends
     finally:
         for process in processes:
             process.join(timeout=5)
