@@ -10,10 +10,10 @@ never by offset, because positions have gaps.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from governance.published import EVENT_TYPES, headline
 from projections.base import Fold, Projection, Sink, micros
@@ -44,6 +44,8 @@ class AuditLogProjection(Projection):
     name = "audit_log"
     rebuild_weight = 1.0
     partitioned = True
+    # In the key's order: its build, and the other three's (org first too), sort faster.
+    load_order: ClassVar[Mapping[str, Sequence[str]]] = {"audit_log": ("org_id", "position")}
     tables = (
         # Keyed by organization first: every query names one, so the key is the org index.
         """CREATE TABLE IF NOT EXISTS audit_log (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -33,6 +33,9 @@ class Projection:
     # True when its rows depend only on the events of their own site (events carry site_id):
     # a replay may then fold it in several processes at once, each taking some of the sites.
     partitioned: ClassVar[bool] = False
+    # Columns a replay may load a table's rows in the order of (PostgreSQL): the index builds
+    # after the load then sort rows that are mostly in order already, which is much cheaper.
+    load_order: ClassVar[Mapping[str, Sequence[str]]] = {}
     _handlers: ClassVar[dict[type, Handler]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
