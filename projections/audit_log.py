@@ -10,7 +10,7 @@ never by offset, because positions have gaps.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -84,6 +84,9 @@ class _AuditLogFold(Fold):
             fields = vars(event)
             org, site, actor = fields["org_id"], fields["site_id"], fields["actor"]
             self._rows.append((position, org, site, known[0], actor, micros(fields["timestamp"])))
+
+    def handler_for(self, event_class: type) -> Callable[[Any, int], None] | None:
+        return self.apply if event_class in EVENT_TYPES else None
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from types import MethodType
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from projections.store import Tx
@@ -102,6 +103,14 @@ class Fold:
         handler = self._handlers.get(type(event))
         if handler is not None:
             handler(self, event, position)
+
+    def handler_for(self, event_class: type) -> Callable[[Any, int], None] | None:
+        """What `apply` does with an event of exactly `event_class` (None: nothing), so a replay
+        can call it directly; asked once per class."""
+        if type(self).apply is not Fold.apply:
+            return self.apply
+        handler = self._handlers.get(event_class)
+        return None if handler is None else MethodType(handler, self)
 
     def finish(self) -> None:
         """Write the tables of current state (after the last event)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import MethodType
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from governance.domain.grant import Grant
@@ -161,6 +162,10 @@ class _HistoryFold(Fold):
         handler = _HANDLERS.get(type(event))
         if handler is not None:
             handler(self, event, position)
+
+    def handler_for(self, event_class: type) -> Callable[[Any, int], None] | None:
+        handler = _HANDLERS.get(event_class)
+        return None if handler is None else MethodType(handler, self)
 
     def finish(self) -> None:
         self._sink.rows("site_history_apps", ("site_id", "app_id", "app_name")).extend(

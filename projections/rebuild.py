@@ -164,6 +164,8 @@ def fold_log(
     share = share or Share()
     mine = [(stops[n], f.apply) for n, f in folds.items() if n in share.partitioned]
     every = [(stops[n], f.apply) for n, f in folds.items() if n not in share.partitioned]
+    mine_by_type = _ByType([f for n, f in folds.items() if n in share.partitioned])
+    every_by_type = _ByType([f for n, f in folds.items() if n not in share.partitioned])
     read = _raw_reader(recorder)
     with _no_cyclic_gc():
         while (mine or every) and position < stop:
@@ -171,7 +173,7 @@ def fold_log(
             if not rows:
                 break
             if all(limit >= rows[-1][0] for limit, _ in (*mine, *every)):
-                _fold_page(rows, decode, share, [a for _, a in mine], [a for _, a in every])
+                _fold_page(rows, decode, share, mine_by_type, every_by_type)
             else:  # a check stops projections at different positions
                 for row in rows:
                     at = row[0]
@@ -198,19 +200,33 @@ def fold_log(
     return stop if position >= stop else position
 
 
+class _ByType(dict[type, tuple[Callable[[Any, int], None], ...]]):
+    """Per event class, the handlers of the folds that take it, looked up once per class: the
+    hot loop then calls each handler directly, and skips the folds that ignore the event."""
+
+    def __init__(self, folds: Sequence[Fold]) -> None:
+        super().__init__()
+        self._folds = folds
+
+    def __missing__(self, event_class: type) -> tuple[Callable[[Any, int], None], ...]:
+        found = tuple(h for f in self._folds if (h := f.handler_for(event_class)) is not None)
+        self[event_class] = found
+        return found
+
+
 def _fold_page(
     rows: Sequence[RawRow],
     decode: Callable[[RawRow], Any],
     share: Share,
-    mine: Sequence[Callable[[Any, int], None]],
-    every: Sequence[Callable[[Any, int], None]],
+    mine: _ByType,
+    every: _ByType,
 ) -> None:
     """The hot loop: every fold takes every event of the page (of its share, if partitioned)."""
     whole = share.count == 1
     claims = share.claims
     for row in rows:
         event = None
-        if mine:
+        if mine._folds:
             claimed = True if whole else claims(row[4])
             if claimed is None:
                 event = decode(row)
@@ -218,12 +234,12 @@ def _fold_page(
             if claimed:
                 if event is None:
                     event = decode(row)
-                for apply in mine:
+                for apply in mine[type(event)]:
                     apply(event, row[0])
-        if every:
+        if every._folds:
             if event is None:
                 event = decode(row)
-            for apply in every:
+            for apply in every[type(event)]:
                 apply(event, row[0])
 
 
