@@ -8,10 +8,10 @@ keeps when each grant was in force, which answers `as_of` questions.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from governance.domain.grant import Grant
 from governance.domain.site import Site
@@ -41,7 +41,6 @@ class ConnectedAppsProjection(Projection):
     name = "connected_apps"
     rebuild_weight = 3.0
     partitioned = True
-    load_order: ClassVar[Mapping[str, Sequence[str]]] = {"grant_intervals": ("site_id", "position")}
     tables = (
         """CREATE TABLE IF NOT EXISTS site_apps (
             site_id TEXT NOT NULL,
