@@ -44,8 +44,9 @@ class AuditLogProjection(Projection):
     name = "audit_log"
     rebuild_weight = 1.0
     partitioned = True
-    # In the key's order: its build, and the other three's (org first too), sort faster.
-    load_order: ClassVar[Mapping[str, Sequence[str]]] = {"audit_log": ("org_id", "position")}
+    # Rows come in log order, so this is the key's order: its build, and the other three's (org
+    # first too), sort faster.
+    load_order: ClassVar[Mapping[str, Sequence[str]]] = {"audit_log": ("org_id",)}
     tables = (
         # Keyed by organization first: every query names one, so the key is the org index.
         """CREATE TABLE IF NOT EXISTS audit_log (

@@ -36,6 +36,7 @@ class Projection:
     partitioned: ClassVar[bool] = False
     # Columns a replay may load a table's rows in the order of (PostgreSQL): the index builds
     # after the load then sort rows that are mostly in order already, which is much cheaper.
+    # The sort is stable: rows with the same values keep the order the fold wrote them in.
     load_order: ClassVar[Mapping[str, Sequence[str]]] = {}
     _handlers: ClassVar[dict[type, Handler]]
 

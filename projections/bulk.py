@@ -95,7 +95,7 @@ class BulkTarget(ABC):
         self, table: str, columns: tuple[str, ...], buffer: list[tuple[Any, ...]]
     ) -> None:
         if table in self._order:
-            # Stable sorts, last column first; rows arrive mostly in position order already.
+            # Stable sorts, last column first (one per column: cheaper than a key of tuples).
             for column in reversed(self._order[table]):
                 buffer.sort(key=itemgetter(columns.index(column)))
         self._load(table, columns, buffer)

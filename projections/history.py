@@ -7,11 +7,11 @@ both paths write the very same sentences.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import MethodType
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from governance.domain.grant import Grant
 from governance.domain.request_case import AppRequestCase
@@ -80,6 +80,8 @@ class SiteHistoryProjection(Projection):
     name = "site_history"
     rebuild_weight = 1.5
     partitioned = True
+    # Rows come in log order: (site_id, position), the order of its site index.
+    load_order: ClassVar[Mapping[str, Sequence[str]]] = {"site_history": ("site_id",)}
     tables = (
         """CREATE TABLE IF NOT EXISTS site_history (
             position BIGINT PRIMARY KEY,

@@ -55,7 +55,7 @@ def test_rows_are_loaded_in_the_declared_order_in_runs_of_bounded_size(
     assert target.loads == []  # short of a run, and of a flush of the unordered tables
     audit.extend([(4, "o3", "s"), (5, "o1", "s")])
     target.maybe_flush()
-    # One run, sorted by (org_id, position); the table without an order still waits.
+    # One run, sorted by org_id (stable: log order within one); the unordered table waits.
     assert target.loads == [
         (
             "audit_log",
