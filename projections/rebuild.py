@@ -206,10 +206,10 @@ class _ByType(dict[type, tuple[Callable[[Any, int], None], ...]]):
 
     def __init__(self, folds: Sequence[Fold]) -> None:
         super().__init__()
-        self._folds = folds
+        self.folds = folds
 
     def __missing__(self, event_class: type) -> tuple[Callable[[Any, int], None], ...]:
-        found = tuple(h for f in self._folds if (h := f.handler_for(event_class)) is not None)
+        found = tuple(h for f in self.folds if (h := f.handler_for(event_class)) is not None)
         self[event_class] = found
         return found
 
@@ -224,9 +224,10 @@ def _fold_page(
     """The hot loop: every fold takes every event of the page (of its share, if partitioned)."""
     whole = share.count == 1
     claims = share.claims
+    any_mine, any_every = bool(mine.folds), bool(every.folds)
     for row in rows:
         event = None
-        if mine._folds:
+        if any_mine:
             claimed = True if whole else claims(row[4])
             if claimed is None:
                 event = decode(row)
@@ -236,7 +237,7 @@ def _fold_page(
                     event = decode(row)
                 for apply in mine[type(event)]:
                     apply(event, row[0])
-        if every._folds:
+        if any_every:
             if event is None:
                 event = decode(row)
             for apply in every[type(event)]:
