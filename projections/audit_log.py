@@ -10,10 +10,10 @@ never by offset, because positions have gaps.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from governance.published import EVENT_TYPES, headline
 from projections.base import Fold, Projection, Sink, micros
@@ -44,6 +44,9 @@ class AuditLogProjection(Projection):
     name = "audit_log"
     rebuild_weight = 1.0
     partitioned = True
+    # Rows come in log order, so this is the key's order: its build, and the other three's (org
+    # first too), sort faster.
+    load_order: ClassVar[Mapping[str, Sequence[str]]] = {"audit_log": ("org_id",)}
     tables = (
         # Keyed by organization first: every query names one, so the key is the org index.
         """CREATE TABLE IF NOT EXISTS audit_log (
@@ -82,6 +85,9 @@ class _AuditLogFold(Fold):
             fields = vars(event)
             org, site, actor = fields["org_id"], fields["site_id"], fields["actor"]
             self._rows.append((position, org, site, known[0], actor, micros(fields["timestamp"])))
+
+    def handler_for(self, event_class: type) -> Callable[[Any, int], None] | None:
+        return self.apply if event_class in EVENT_TYPES else None
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,11 @@ both paths write the very same sentences.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from types import MethodType
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from governance.domain.grant import Grant
 from governance.domain.request_case import AppRequestCase
@@ -79,6 +80,8 @@ class SiteHistoryProjection(Projection):
     name = "site_history"
     rebuild_weight = 1.5
     partitioned = True
+    # Rows come in log order: (site_id, position), the order of its site index.
+    load_order: ClassVar[Mapping[str, Sequence[str]]] = {"site_history": ("site_id",)}
     tables = (
         """CREATE TABLE IF NOT EXISTS site_history (
             position BIGINT PRIMARY KEY,
@@ -160,6 +163,10 @@ class _HistoryFold(Fold):
         handler = _HANDLERS.get(type(event))
         if handler is not None:
             handler(self, event, position)
+
+    def handler_for(self, event_class: type) -> Callable[[Any, int], None] | None:
+        handler = _HANDLERS.get(event_class)
+        return None if handler is None else MethodType(handler, self)
 
     def finish(self) -> None:
         self._sink.rows("site_history_apps", ("site_id", "app_id", "app_name")).extend(
