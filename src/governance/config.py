@@ -225,7 +225,7 @@ class Settings(BaseSettings):
         default=True,
         description=(
             "Read the log and write the relay's messages in a child process, leaving the relay's"
-            " interpreter to the Kafka producer (about a third more events per second on 2 cores)."
+            " interpreter to the Kafka producer (faster on 2 cores or more; see BENCHMARKS.md)."
         ),
     )
     relay_idle_wait: float = Field(
