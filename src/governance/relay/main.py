@@ -58,6 +58,10 @@ def connect(settings: Settings) -> Any:
     return producer
 
 
+# Seconds a new pages process may take to be ready: it imports the application and connects.
+PAGES_START_TIMEOUT = 60.0
+
+
 def local_pages(application: GovernanceApplication, settings: Settings) -> LocalPages:
     """Pages of `application`'s log read and written in this process."""
     recorder = application.recorder
@@ -102,7 +106,7 @@ class RelayProcess:
         )
         pages: Pages
         if settings.relay_pages_process:
-            pages = ChildPages(settings, open_pages, start_timeout=max(settings.kafka_timeout, 30))
+            pages = ChildPages(settings, open_pages, start_timeout=PAGES_START_TIMEOUT)
         else:
             pages = local_pages(self.application, settings)
         self.relay = Relay(

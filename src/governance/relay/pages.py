@@ -88,8 +88,8 @@ class _Failed:
     reason: str
 
 
-# The child's own pages, made from the settings it was given (imported late: the relay's module
-# builds them, and a spawned child imports this module first).
+# How the child makes its own pages from the settings it was given, and how it closes them: a
+# module-level function (a spawned child finds it by name), `governance.relay.main.open_pages`.
 PagesFactory = Callable[[Settings], tuple[LocalPages, Callable[[], None]]]
 
 
