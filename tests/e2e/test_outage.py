@@ -1,6 +1,6 @@
 """PostgreSQL stopped and started under load, with `governance serve` and `governance project`.
 
-The test runs its own PostgreSQL on a private port (GOVERNANCE_OUTAGE_PG_PORT, default 55732)
+The test runs its own PostgreSQL on a private port (GOVERNANCE_OUTAGE_PG_PORT, default 25732)
 because it stops it; the shared server is never touched. While the database is away every
 request answers 503 with Retry-After within a second, `/ready` says so, and the processes keep
 running; once it is back they serve again by themselves, and the log holds every accepted
@@ -25,15 +25,17 @@ from psycopg import sql
 
 from tests.e2e.conftest import GOVERNANCE, free_port, wait_until_ready
 
-PG_PORT = os.environ.get("GOVERNANCE_OUTAGE_PG_PORT", "55732")
+# Below the ephemeral range (32768-60999 on Linux): a client socket of this suite can hold a port
+# in it, and did (two runs on one day found 55732 taken for longer than the retries below).
+PG_PORT = os.environ.get("GOVERNANCE_OUTAGE_PG_PORT", "25732")
 SCRIPT = Path(__file__).parents[2] / "scripts" / "postgres.sh"
 
 
 def postgres(command: str, attempts: int = 5) -> str:
     """scripts/postgres.sh on the private port (DATABASE_URL unset: it would be used instead).
 
-    A start is retried: the port lies in the ephemeral range, so a client connection elsewhere
-    on this machine may hold it for a moment ("Address already in use").
+    A start is retried: something else on this machine may hold the port for a moment ("Address
+    already in use").
     """
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["GOVERNANCE_TEST_PG_PORT"] = PG_PORT

@@ -1,6 +1,6 @@
 """Faults against a real broker of our own: every event still applied exactly once downstream.
 
-A private single-node broker (scripts/kafka.sh on GOVERNANCE_FAULT_KAFKA_PORT, default 59192) is
+A private single-node broker (scripts/kafka.sh on GOVERNANCE_FAULT_KAFKA_PORT, default 29192) is
 started and stopped here, so the shared one is never disturbed. `kafka.sh stop` deletes the
 broker's data: after "stop, then start" the broker is empty, so the check is what the relay
 delivers to a downstream ledger across both lives of the broker: every event id once, each
@@ -53,7 +53,8 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
-PORT = os.environ.get("GOVERNANCE_FAULT_KAFKA_PORT", "59192")
+# Below the ephemeral range, where no client socket of this suite can hold it (see test_outage).
+PORT = os.environ.get("GOVERNANCE_FAULT_KAFKA_PORT", "29192")
 GOVERNANCE = [sys.executable, "-m", "governance"]
 
 
