@@ -27,7 +27,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import resolve_topic
 
-RawRow = tuple[int, Any, int, str, bytes]
+from governance.audit.seal import RawRow
 
 _TYPE = b'"_type_"'
 # Any escape leaves the state to json (orjson and json differ on lone surrogates): searching for

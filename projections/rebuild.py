@@ -30,10 +30,11 @@ from typing import Any, Protocol, cast
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper
 
+from governance.audit.seal import RawReader, RawRow
 from projections.base import Fold, Projection, has_fold
 from projections.bulk import BulkTarget, SQLiteBulkTarget, TargetSpec, table_names
 from projections.compare import Check, compare, snapshot
-from projections.decode import EventDecoder, RawRow
+from projections.decode import EventDecoder
 from projections.generations import Generations, PostgresGenerations, SQLiteGenerations
 from projections.projector import Projector
 from projections.store import Tx, ViewStore
@@ -85,12 +86,6 @@ class _ByHandlers(Fold):
 
     def apply(self, event: object, position: int) -> None:
         self._projection.apply(self._tx, event, position)
-
-
-class RawReader(Protocol):
-    """Recorders that read plain rows, skipping the library's objects (governance.audit.seal)."""
-
-    def select_raw(self, after: int, limit: int, stop: int) -> Sequence[RawRow]: ...
 
 
 def _raw_reader(recorder: ApplicationRecorder) -> Callable[[int, int, int], Sequence[RawRow]]:

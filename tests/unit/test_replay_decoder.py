@@ -7,10 +7,11 @@ from typing import Any
 import pytest
 
 from governance.application import GovernanceApplication
+from governance.audit.seal import RawRow
 from governance.domain.actor import Actor
 from governance.domain.grant import InstalledBy
 from governance.domain.site import UserInstalls
-from projections.decode import EventDecoder, RawRow, stored
+from projections.decode import EventDecoder, stored
 
 
 @pytest.fixture

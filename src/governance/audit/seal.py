@@ -28,8 +28,16 @@ from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composable, Identifier
 
 GENESIS = bytes(32)  # the "previous seal" of the first event
+# A stored event as a plain row: position, originator id, version, topic, state.
 RawRow = tuple[int, Any, int, str, bytes]
 CHAIN_SUFFIX = "_chain"
+
+
+class RawReader(Protocol):
+    """A recorder that reads plain rows (`select_raw` below), skipping the library's objects: the
+    relay's pages and a replay read the log this way."""
+
+    def select_raw(self, after: int, limit: int, stop: int) -> Sequence[RawRow]: ...
 
 
 @dataclass(frozen=True)

@@ -14,26 +14,20 @@ import logging
 import multiprocessing
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Protocol
 
 from eventsourcing.persistence import PersistenceError
 
-from governance.audit.seal import RawRow
+from governance.audit.seal import RawReader
 from governance.config import Settings
 from governance.relay.messages import Message, MessageWriter
 
 log = logging.getLogger(__name__)
 
 _END = 2**63 - 1  # no upper bound on the positions read
-
-
-class RawLog(Protocol):
-    """The event store's plain-row read (governance.audit.seal): no library objects per row."""
-
-    def select_raw(self, after: int, limit: int, stop: int) -> Sequence[RawRow]: ...
 
 
 @dataclass(frozen=True)
@@ -64,7 +58,7 @@ class LocalPages:
 
     parallel = False
 
-    def __init__(self, recorder: RawLog, writer: MessageWriter) -> None:
+    def __init__(self, recorder: RawReader, writer: MessageWriter) -> None:
         self.recorder = recorder
         self.writer = writer
 
