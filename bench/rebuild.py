@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import resource
 import statistics
 import time
 from dataclasses import dataclass
@@ -81,15 +80,10 @@ def read_raw(runtime: Runtime) -> tuple[int, float]:
     return count, time.perf_counter() - started
 
 
-def _children_cpu() -> float:
-    used = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return used.ru_utime + used.ru_stime
-
-
 def one_round(runtime: Runtime) -> Round:
     count, read_seconds = read_raw(runtime)
     load = os.getloadavg()[0]
-    started, cpu, children = time.perf_counter(), time.process_time(), _children_cpu()
+    started, cpu = time.perf_counter(), time.process_time()
     rebuilder = runtime.rebuilder()
     rebuilder.replay()
     seconds = time.perf_counter() - started
@@ -98,7 +92,7 @@ def one_round(runtime: Runtime) -> Round:
         count / seconds,
         seconds,
         time.process_time() - cpu,
-        _children_cpu() - children,
+        rebuilder.workers_cpu,
         (load, os.getloadavg()[0]),
         dict(rebuilder.phases),
     )

@@ -1,17 +1,20 @@
 """The "Connected apps" list of every site, each account's grants, and their history.
 
 `site_apps` keeps per-app counts so the list costs the same however many users installed;
-`site_grants` answers "does this account have the app" for consent decisions; `grant_intervals`
-keeps when each grant was in force, which answers `as_of` questions.
+`grant_intervals` keeps when each grant was in force, which answers `as_of` questions. A grant in
+force now is its account's open interval (`valid_to` NULL): that answers "does this account have
+the app" for consent decisions, through a unique index over the open intervals alone. (Earlier
+versions kept the same rows twice, in a `site_grants` table; a generation built by one keeps that
+table, unread, until the next replay.)
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from governance.domain.grant import Grant
 from governance.domain.site import Site
@@ -41,6 +44,9 @@ class ConnectedAppsProjection(Projection):
     name = "connected_apps"
     rebuild_weight = 3.0
     partitioned = True
+    # Grouped by site, the two site-first indexes of the intervals build in 0.6 s less of the
+    # server's time on 1M events (the key, by position, barely notices).
+    load_order: ClassVar[Mapping[str, Sequence[str]]] = {"grant_intervals": ("site_id",)}
     tables = (
         """CREATE TABLE IF NOT EXISTS site_apps (
             site_id TEXT NOT NULL,
@@ -53,15 +59,6 @@ class ConnectedAppsProjection(Projection):
             installed_at BIGINT,
             last_installed_at BIGINT,
             PRIMARY KEY (site_id, app_id)
-        )""",
-        """CREATE TABLE IF NOT EXISTS site_grants (
-            site_id TEXT NOT NULL,
-            app_id TEXT NOT NULL,
-            account_id TEXT NOT NULL,
-            installed_by TEXT NOT NULL,
-            scopes TEXT NOT NULL,
-            installed_at BIGINT NOT NULL,
-            PRIMARY KEY (site_id, app_id, account_id)
         )""",
         """CREATE TABLE IF NOT EXISTS grant_intervals (
             position BIGINT PRIMARY KEY,
@@ -76,8 +73,9 @@ class ConnectedAppsProjection(Projection):
             valid_to BIGINT
         )""",
         "CREATE INDEX IF NOT EXISTS grant_intervals_site ON grant_intervals (site_id, valid_from)",
-        "CREATE INDEX IF NOT EXISTS grant_intervals_open ON grant_intervals"
-        " (site_id, app_id, account_id, valid_to)",
+        # At most one open interval per account: the grants in force.
+        "CREATE UNIQUE INDEX IF NOT EXISTS grant_intervals_current ON grant_intervals"
+        " (site_id, app_id, account_id) WHERE valid_to IS NULL",
     )
 
     @handles(Grant.AppInstalled)
@@ -91,8 +89,8 @@ class ConnectedAppsProjection(Projection):
             return  # an admin removed the app after this install was decided: it is revoked
         at = micros(event.timestamp)
         before = tx.one(
-            "SELECT installed_by, installed_at FROM site_grants"
-            " WHERE site_id = %(s)s AND app_id = %(a)s AND account_id = %(u)s",
+            "SELECT installed_by, installed_at FROM grant_intervals WHERE site_id = %(s)s"
+            " AND app_id = %(a)s AND account_id = %(u)s AND valid_to IS NULL",
             key,
         )
         first_at = before["installed_at"] if before else at
@@ -105,13 +103,6 @@ class ConnectedAppsProjection(Projection):
             "p": position,
             "epoch": event.removal_epoch,
         }
-        tx.execute(
-            "INSERT INTO site_grants (site_id, app_id, account_id, installed_by, scopes,"
-            " installed_at) VALUES (%(s)s, %(a)s, %(u)s, %(by)s, %(scopes)s, %(at)s)"
-            " ON CONFLICT (site_id, app_id, account_id) DO UPDATE"
-            " SET installed_by = excluded.installed_by, scopes = excluded.scopes",
-            grant,
-        )
         _close_intervals(tx, key | {"now": at}, account=True)
         tx.execute(
             "INSERT INTO grant_intervals (position, site_id, app_id, account_id, app_name,"
@@ -141,17 +132,12 @@ class ConnectedAppsProjection(Projection):
     def _uninstalled(self, tx: Tx, event: Grant.AppUninstalled, position: int) -> None:
         key = {"s": event.site_id, "a": event.app_id, "u": event.account_id}
         before = tx.one(
-            "SELECT installed_by FROM site_grants"
-            " WHERE site_id = %(s)s AND app_id = %(a)s AND account_id = %(u)s",
+            "SELECT installed_by FROM grant_intervals WHERE site_id = %(s)s"
+            " AND app_id = %(a)s AND account_id = %(u)s AND valid_to IS NULL",
             key,
         )
         if before is None:
             return  # already revoked by an admin removal
-        tx.execute(
-            "DELETE FROM site_grants"
-            " WHERE site_id = %(s)s AND app_id = %(a)s AND account_id = %(u)s",
-            key,
-        )
         _close_intervals(tx, key | {"now": micros(event.timestamp)}, account=True)
         users, admins = _count_change(before["installed_by"], None)
         tx.execute(
@@ -165,7 +151,6 @@ class ConnectedAppsProjection(Projection):
     @handles(Site.AppRemoved)
     def _removed(self, tx: Tx, event: Site.AppRemoved, position: int) -> None:
         key = {"s": event.site_id, "a": event.app_id, "epoch": event.removal_epoch}
-        tx.execute("DELETE FROM site_grants WHERE site_id = %(s)s AND app_id = %(a)s", key)
         _close_intervals(tx, key | {"now": micros(event.timestamp)}, account=False)
         tx.execute(
             "INSERT INTO site_apps (site_id, app_id, app_name, removal_epoch, user_installs,"
@@ -191,7 +176,6 @@ _APP_COLUMNS = (
     "installed_at",
     "last_installed_at",
 )
-_GRANT_COLUMNS = ("site_id", "app_id", "account_id", "installed_by", "scopes", "installed_at")
 _INTERVAL_COLUMNS = (
     "position",
     "site_id",
@@ -209,54 +193,50 @@ _INTERVAL_COLUMNS = (
 class _ConnectedAppsFold(Fold):
     """The same rows as the handlers above, built in memory for a replay.
 
-    Closed grant intervals go to the sink at once; apps, grants and open intervals are current
-    state, written by `finish`.
+    Closed grant intervals go to the sink at once; apps and open intervals (the grants in force)
+    are current state, written by `finish`.
     """
 
     def __init__(self, sink: Sink) -> None:
         self._sink = sink
         self._closed = sink.rows("grant_intervals", _INTERVAL_COLUMNS)
-        # (site, app) -> [app_name, removal_epoch, users, admins, scopes, installed_at, last]
+        # (site, app) -> [app_name, removal_epoch, users, admins, scopes, installed_at, last,
+        #                 its open intervals, the grants in force: account -> grant_intervals row]
         self._apps: dict[tuple[str, str], list[Any]] = {}
-        # (site, app) -> (its grants: account -> (installed_by, scopes as JSON, installed_at),
-        #                 its open intervals: account -> its open grant_intervals row)
-        self._held: dict[tuple[str, str], tuple[dict[str, tuple[str, str, int]], _Open]] = {}
         self._scopes_json: dict[tuple[str, ...], str] = {}
 
     @folds(Grant.AppInstalled)
     def _installed(self, event: Grant.AppInstalled, position: int) -> None:
         # The hottest fold of a replay (most events are installs): fields are read once into
-        # locals, and a (site, app) pair is looked up once per dictionary.
+        # locals, and the (site, app) pair is looked up once.
         fields = vars(event)
         site_id, app_id, account = fields["site_id"], fields["app_id"], fields["account_id"]
-        pair = (site_id, app_id)
-        app = self._apps.get(pair)
+        app = self._apps.get((site_id, app_id))
         epoch = fields["removal_epoch"]
         if app is not None and epoch < app[1]:
             return  # an admin removed the app after this install was decided: it is revoked
         at = micros(fields["timestamp"])
         by, name, wanted = fields["installed_by"], fields["app_name"], fields["scopes"]
-        held = self._held.get(pair)
-        if held is None:
-            held = self._held[pair] = ({}, {})
-        grants, opened = held
-        before = grants.get(account)
         scopes = self._json(wanted)
+        if app is None:
+            users, admins = (1, 0) if by == "user" else (0, 1) if by == "admin" else (0, 0)
+            grant = [position, site_id, app_id, account, name, by, scopes, at, at, None]
+            self._apps[site_id, app_id] = [
+                *(name, epoch, users, admins, sorted(set(wanted)), at, at),
+                {account: grant},
+            ]
+            return
+        opened = app[7]
+        before = opened.get(account)
         if before is None:
             first_at = at
             users, admins = (1, 0) if by == "user" else (0, 1) if by == "admin" else (0, 0)
         else:
-            first_at = before[2]
-            users, admins = _count_change(before[0], by)
-        grants[account] = (by, scopes, first_at)
-        closing = opened.get(account)
-        if closing is not None:
-            closing[9] = at
-            self._closed.append(tuple(closing))
+            first_at = before[7]
+            users, admins = _count_change(before[5], by)
+            before[9] = at
+            self._closed.append(tuple(before))
         opened[account] = [position, site_id, app_id, account, name, by, scopes, first_at, at, None]
-        if app is None:
-            self._apps[pair] = [name, epoch, users, admins, sorted(set(wanted)), at, at]
-            return
         app[0] = name
         app[2] += users
         app[3] += admins
@@ -271,36 +251,30 @@ class _ConnectedAppsFold(Fold):
 
     @folds(Grant.AppUninstalled)
     def _uninstalled(self, event: Grant.AppUninstalled, position: int) -> None:
-        pair = (event.site_id, event.app_id)
-        held = self._held.get(pair)
-        before = held[0].pop(event.account_id, None) if held is not None else None
-        if held is None or before is None:
+        app = self._apps.get((event.site_id, event.app_id))
+        grant = app[7].pop(event.account_id, None) if app is not None else None
+        if app is None or grant is None:
             return  # already revoked by an admin removal
-        interval = held[1].pop(event.account_id, None)
-        if interval is not None:
-            interval[9] = micros(event.timestamp)
-            self._closed.append(tuple(interval))
-        users, admins = _count_change(before[0], None)
-        app = self._apps.get(pair)
-        if app is not None:
-            app[2] += users
-            app[3] += admins
-            if app[2] + app[3] == 0:
-                app[4:] = [[], None, None]
+        grant[9] = micros(event.timestamp)
+        self._closed.append(tuple(grant))
+        users, admins = _count_change(grant[5], None)
+        app[2] += users
+        app[3] += admins
+        if app[2] + app[3] == 0:
+            app[4:7] = [[], None, None]
 
     @folds(Site.AppRemoved)
     def _removed(self, event: Site.AppRemoved, position: int) -> None:
         pair = (event.site_id, event.app_id)
-        held = self._held.pop(pair, None)
-        at = micros(event.timestamp)
-        for interval in held[1].values() if held is not None else ():
-            interval[9] = at
-            self._closed.append(tuple(interval))
         app = self._apps.get(pair)
         if app is None:
-            self._apps[pair] = [event.app_id, event.removal_epoch, 0, 0, [], None, None]
-        else:
-            app[1:] = [event.removal_epoch, 0, 0, [], None, None]
+            self._apps[pair] = [event.app_id, event.removal_epoch, 0, 0, [], None, None, {}]
+            return
+        at = micros(event.timestamp)
+        for grant in app[7].values():
+            grant[9] = at
+            self._closed.append(tuple(grant))
+        app[1:] = [event.removal_epoch, 0, 0, [], None, None, {}]
 
     def _json(self, scopes: list[str]) -> str:
         # The same few scope lists over and over: encode each once.
@@ -311,22 +285,14 @@ class _ConnectedAppsFold(Fold):
         return encoded
 
     def finish(self) -> None:
-        encode = self._json
+        encode, apps = self._json, self._apps.items()
         self._sink.rows("site_apps", _APP_COLUMNS).extend(
             (site, app, name, epoch, users, admins, encode(scopes), first, last)
-            for (site, app), (name, epoch, users, admins, scopes, first, last) in self._apps.items()
-        )
-        self._sink.rows("site_grants", _GRANT_COLUMNS).extend(
-            (site, app, account, *grant)
-            for (site, app), (grants, _) in self._held.items()
-            for account, grant in grants.items()
+            for (site, app), (name, epoch, users, admins, scopes, first, last, _) in apps
         )
         self._closed.extend(
-            tuple(interval) for _, opened in self._held.values() for interval in opened.values()
+            tuple(grant) for app in self._apps.values() for grant in app[7].values()
         )
-
-
-_Open = dict[str, list[Any]]
 
 
 def _count_change(before: str | None, after: str | None) -> tuple[int, int]:
@@ -413,8 +379,8 @@ def _summarise(app_id: str, grants: list[Row]) -> ConnectedApp:
 
 def account_grant(tx: Tx, site_id: str, app_id: str, account_id: str) -> AccountGrant | None:
     row = tx.one(
-        "SELECT installed_by, scopes, installed_at FROM site_grants"
-        " WHERE site_id = %(s)s AND app_id = %(a)s AND account_id = %(u)s",
+        "SELECT installed_by, scopes, installed_at FROM grant_intervals WHERE site_id = %(s)s"
+        " AND app_id = %(a)s AND account_id = %(u)s AND valid_to IS NULL",
         {"s": site_id, "a": app_id, "u": account_id},
     )
     if row is None:

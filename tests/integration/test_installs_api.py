@@ -236,7 +236,6 @@ VIEW_TABLES = (
     "site_policy",
     "site_policy_history",
     "site_apps",
-    "site_grants",
     "grant_intervals",
     "site_history",
     "site_history_apps",
