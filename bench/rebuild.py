@@ -144,7 +144,7 @@ def main() -> None:
         read = statistics.median(r.read_rate for r in rounds)
         rebuild = statistics.median(r.rebuild_rate for r in rounds)
         seconds = statistics.median(r.rebuild_seconds for r in rounds)
-        print(f"{backend:10} {read:12,.0f} {rebuild:12,.0f} {rebuild / read:7.2f} {seconds:8.1f}")
+        print(f"{backend:10} {read:12,.0f} {rebuild:12,.0f} {rebuild / read:7.3f} {seconds:8.1f}")
         rows.append(row(f"rebuild ({backend}) vs raw read", rebuild, read, "events/s", ">= 0.3"))
         rows.append(row(f"rebuild ({backend})", rebuild, None, "events/s", ">= 40,000 events/s"))
     save(rows, Path("test-output/bench/results.jsonl"))

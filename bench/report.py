@@ -49,7 +49,7 @@ def row(
     name: str, figure: float, baseline: float | None, unit: str, target: str
 ) -> dict[str, object]:
     ratio = figure / baseline if baseline else None
-    printed_ratio = f"{ratio:.2f}" if ratio is not None else "-"
+    printed_ratio = f"{ratio:.3f}" if ratio is not None else "-"
     printed_base = f"{baseline:,.1f}" if baseline is not None else "-"
     columns = f"{figure:>12,.1f} {printed_base:>12} {printed_ratio:>6}"
     print(f"{name:<58} {columns}  {unit}  target {target}")

@@ -46,6 +46,11 @@ def _number(value: object) -> str:
     return f"{value:,.2f}" if abs(value) < 10 else f"{value:,.1f}"
 
 
+def _ratio(value: object) -> str:
+    # Three decimals: a ratio just under its target (0.296 for >= 0.3) never reads as the target.
+    return f"{value:.3f}" if isinstance(value, int | float) and abs(value) < 10 else _number(value)
+
+
 def results_section(
     outcomes: Sequence[Outcome], *, command: str, machine: str, date: str, load: str, minutes: float
 ) -> str:
@@ -66,7 +71,7 @@ def results_section(
                 str(row.get("name", "")),
                 f"{_number(row.get('figure'))} {row.get('unit', '')}".strip(),
                 _number(row.get("baseline")),
-                _number(row.get("ratio")),
+                _ratio(row.get("ratio")),
                 str(row.get("target", "")),
                 verdict(row),
             ]

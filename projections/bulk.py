@@ -319,7 +319,6 @@ class PostgresBulkTarget(BulkTarget):
         """One session running statements from `pending` until none is left."""
         with psycopg.connect(self._url, options=self._options, autocommit=True) as conn:
             conn.execute("SET maintenance_work_mem = '256MB'")
-            conn.execute("SET max_parallel_maintenance_workers = 0")
             while True:
                 try:
                     statement = pending.get_nowait()

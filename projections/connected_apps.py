@@ -44,8 +44,8 @@ class ConnectedAppsProjection(Projection):
     name = "connected_apps"
     rebuild_weight = 3.0
     partitioned = True
-    # Grouped by site, the two site-first indexes of the intervals build in 0.6 s less of the
-    # server's time on 1M events (the key, by position, barely notices).
+    # Grouped by site, the site-first indexes of the intervals sort faster: on 1M events the
+    # replay's index phase took 5.3-5.4 s against 5.5-5.9 s unsorted (3 rounds each).
     load_order: ClassVar[Mapping[str, Sequence[str]]] = {"grant_intervals": ("site_id",)}
     tables = (
         """CREATE TABLE IF NOT EXISTS site_apps (
