@@ -57,6 +57,10 @@ def prepared(installs: int) -> dict[str, str]:
             )
         elif stored < installs:
             raise SystemExit(f"{settings.data_dir}: {stored} events, not {installs}; remove it")
+        elif runtime.projector.position() < stored:
+            # Read models this code has and the store's lack (kept from an older tree): build
+            # them now, not while the consent path is measured.
+            runtime.rebuilder().replay()
     finally:
         runtime.close()
     return env

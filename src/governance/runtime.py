@@ -29,7 +29,6 @@ from governance.relay.positions import open_positions
 from governance.state import open_state_store
 from projections.app_lists import AppListsProjection
 from projections.app_requests import AppRequestsProjection
-from projections.audit_log import AuditLogProjection
 from projections.base import Projection
 from projections.connected_apps import ConnectedAppsProjection
 from projections.consent_inputs import ConsentInputsCache
@@ -39,7 +38,7 @@ from projections.generations import (
     PostgresGenerations,
     SQLiteGenerations,
 )
-from projections.history import SiteHistoryProjection
+from projections.history import TimelineProjection
 from projections.listen import listen_for_events
 from projections.policy import SitePolicyProjection
 from projections.projector import Projector
@@ -50,10 +49,9 @@ def all_projections() -> Sequence[Projection]:
     return (
         SitePolicyProjection(),
         ConnectedAppsProjection(),
-        SiteHistoryProjection(),
+        TimelineProjection(),
         AppListsProjection(),
         AppRequestsProjection(),
-        AuditLogProjection(),
     )
 
 

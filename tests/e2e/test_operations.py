@@ -207,7 +207,7 @@ def test_scrape_follow_a_request_and_stop_under_load(stack: Stack) -> None:
     # Scraped while traffic flowed: request counts by route template, lag per read model.
     assert 'route="/v1/sites/{site_id}/installations",status="201"' in during
     assert 'governance_commands_total{command="install_app",outcome="accepted"}' in during
-    assert 'governance_projection_lag_events{projection="site_history"}' in worker
+    assert 'governance_projection_lag_events{projection="timeline"}' in worker
 
     # SIGTERM under load: in-flight requests finished, nothing answered 5xx, exit in bounds.
     assert took < SHUTDOWN_TIMEOUT + 3

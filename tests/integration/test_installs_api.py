@@ -237,14 +237,13 @@ VIEW_TABLES = (
     "site_policy_history",
     "site_apps",
     "grant_intervals",
-    "site_history",
-    "site_history_apps",
+    "timeline",
+    "timeline_apps",
     "site_app_lists",
     "site_app_list_history",
     "app_request_cases",
     "app_requesters",
     "app_requester_intervals",
-    "audit_log",
 )
 
 

@@ -131,7 +131,7 @@ def test_projection_lag_is_read_at_scrape_time(settings: Settings) -> None:
             caught_up = client.get("/metrics").text
     finally:
         idle.close()
-    for projection in ("site_policy", "connected_apps", "site_history"):
+    for projection in ("site_policy", "connected_apps", "timeline"):
         lag = "governance_projection_lag_events"
         assert sample(behind, lag, projection=projection) == head
         assert sample(caught_up, lag, projection=projection) == 0

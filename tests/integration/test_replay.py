@@ -44,7 +44,7 @@ def test_a_replay_equals_the_views_built_event_by_event_and_is_served_after_the_
     assert "generation 2 is live" in output and "events/s" in output
     assert slow.generation == 1
     with slow.read() as tx:  # the previous generation is kept, whole, until the next replay
-        assert len(tx.all("SELECT position FROM audit_log")) == len(before["audit_log"])
+        assert len(tx.all("SELECT position FROM timeline")) == len(before["timeline"])
     assert slow.refresh() is not None and slow.generation == 2
     slow.close()
     # This process looks at the pointer at most once per interval (1 s).
@@ -55,7 +55,7 @@ def test_a_replay_equals_the_views_built_event_by_event_and_is_served_after_the_
     # The projector writes into the new generation from where the replay left it.
     write_some_events(runtime.application, "s9")
     caught_up(runtime)
-    assert len(dump_views(runtime)["audit_log"]) == len(before["audit_log"]) + 8
+    assert len(dump_views(runtime)["timeline"]) == len(before["timeline"]) + 8
     # The previous generation stays until the next replay, which drops it.
     generations = runtime.views.generations
     assert generations.existing() == [1, 2]
@@ -78,7 +78,7 @@ def test_events_written_during_a_replay_are_in_the_new_generation(runtime: Runti
     runtime.views.refresh()
     assert runtime.views.generation == generation == 2
     with runtime.views.read() as tx:
-        rows = tx.all("SELECT position, actor FROM audit_log ORDER BY position")
+        rows = tx.all("SELECT position, actor FROM timeline ORDER BY position")
         positions = {
             row["name"]: row["position"] for row in tx.all("SELECT * FROM projection_tracking")
         }
@@ -94,11 +94,11 @@ def test_check_prints_how_the_live_views_differ_from_a_rebuild(runtime: Runtime)
     assert code == 0 and "no difference" in output, output
     with runtime.views.transaction() as tx:
         tx.execute("UPDATE site_apps SET user_installs = user_installs + 5 WHERE app_id = 'wiki'")
-        tx.execute("DELETE FROM site_history WHERE position = 3")
+        tx.execute("DELETE FROM timeline WHERE position = 3")
     code, output = run_cli(runtime.settings, "replay", "--check")
     assert code == 1
     assert "site_apps: 2 rows only in the live views, 2 only in the rebuild" in output
-    assert "site_history: 0 rows only in the live views, 1 only in the rebuild" in output
+    assert "timeline: 0 rows only in the live views, 1 only in the rebuild" in output
     assert "only in rebuild: {'position': 3," in output
     # A check builds scratch tables and leaves nothing behind.
     assert runtime.views.generations.existing() == [1]

@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 
 from projections import bulk
-from projections.audit_log import AuditLogProjection
 from projections.base import Projection
-from projections.history import SiteHistoryProjection
+from projections.history import TimelineProjection
 from projections.store import Tx
 
 
@@ -46,26 +45,26 @@ def test_rows_are_loaded_in_the_declared_order_in_runs_of_bounded_size(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(bulk, "_SORTED_RUN_ROWS", 4)
-    target = Recording([AuditLogProjection(), SiteHistoryProjection()])
-    audit = target.rows("audit_log", ("position", "org_id", "site_id"))
-    names = target.rows("site_history_apps", ("site_id", "app_id", "app_name"))
+    target = Recording([TimelineProjection()])
+    audit = target.rows("timeline", ("position", "org_id", "site_id"))
+    names = target.rows("timeline_apps", ("site_id", "app_id", "app_name"))
     audit.extend([(1, "o2", "s"), (2, "o1", "s"), (3, "o2", "s")])
     names.append(("s", "a", "A"))
     target.maybe_flush()
     assert target.loads == []  # short of a run, and of a flush of the unordered tables
     audit.extend([(4, "o3", "s"), (5, "o1", "s")])
     target.maybe_flush()
-    # One run, sorted by org_id (stable: log order within one); the unordered table waits.
+    # One run, sorted by org and site (stable: log order within one); the unordered table waits.
     assert target.loads == [
         (
-            "audit_log",
+            "timeline",
             [(2, "o1", "s"), (5, "o1", "s"), (1, "o2", "s"), (3, "o2", "s"), (4, "o3", "s")],
         )
     ]
     audit.extend([(7, "o1", "s"), (6, "o2", "s")])
     target.flush()
     assert target.loads[1:] == [
-        ("audit_log", [(7, "o1", "s"), (6, "o2", "s")]),
-        ("site_history_apps", [("s", "a", "A")]),
+        ("timeline", [(7, "o1", "s"), (6, "o2", "s")]),
+        ("timeline_apps", [("s", "a", "A")]),
     ]
     assert audit == [] and names == []  # emptied in place: the folds hold these lists

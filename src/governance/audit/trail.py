@@ -2,7 +2,7 @@
 
 A record is `governance.published.describe` of a stored event, with the data as plain JSON
 values. `records` streams the log a page at a time (the export); `records_at` reads the events at
-given positions (a page of the API, found in the `audit_log` index).
+given positions (a page of the API, found in the `timeline` read model's organization indexes).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ def history(
         org_id = viewed_site_org(tx, site_id, principal)
         require_admin_or_auditor(principal, org_id, site_id)
         policy = policy_view.get_policy(tx, site_id)
-        entries = history_view.site_history(tx, site_id, after, _PAGE)
+        entries = history_view.site_history(tx, org_id, site_id, after, _PAGE)
     return render(
         request,
         "history.html",

@@ -17,7 +17,7 @@ from governance.audit.trail import records_at
 from governance.audit.verify import Head, chain_store, verify
 from governance.auth import Principal, Role
 from governance.published import EVENT_TYPES
-from projections.audit_log import AuditFilter, audit_positions, org_holds
+from projections.audit import AuditFilter, audit_positions, org_holds
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 

@@ -77,7 +77,7 @@ def site_history(
     with views.read() as tx:
         org_id = viewed_site_org(tx, site_id, principal)
         require_admin_or_auditor(principal, org_id, site_id)
-        entries = history_view.site_history(tx, site_id, after, limit, since, until)
+        entries = history_view.site_history(tx, org_id, site_id, after, limit, since, until)
     return HistoryPage(
         site_id=site_id,
         events=[HistoryEntryPublic.model_validate(e, from_attributes=True) for e in entries],
