@@ -94,8 +94,8 @@ class TimelineProjection(Projection):
     load_order: ClassVar[Mapping[str, Sequence[str]]] = {"timeline": ("org_id", "site_id")}
     # Every query names the organization first (the caller's, checked by the API), so the key
     # is the organization's index. With a key of the position alone, PostgreSQL answered an
-    # organization's audit page by scanning the log by position and filtering (14 ms a page on
-    # 1M events in 20 organizations, against 0.1 ms with this key).
+    # organization's audit page by scanning the log by position and filtering (EXPLAIN ANALYZE
+    # on 1M events in 20 organizations: 14 ms a page of 100, against 0.6-0.8 ms with this key).
     tables = (
         """CREATE TABLE IF NOT EXISTS timeline (
             position BIGINT NOT NULL,
