@@ -471,13 +471,14 @@ def _run_workers(
     """Fold in one process per group; return the positions reached and the workers' CPU seconds.
 
     Not forked from this process, which holds connection pools and threads: forked from a fork
-    server, a clean process that imported the fold's modules (and `__main__`) once. Spawned
-    workers imported them each (0.3 s of CPU for this module's imports, 0.6 s with the bench's
-    main module) while the other worker needed the CPU.
-    The server lives as long as this process, so later replays start their workers at once.
+    server, a clean process that imported the task's modules once (the log source's, the
+    projections'). Spawned workers imported them each, ~0.6 s of CPU apiece, while the other
+    worker needed the CPU. The server lives as long as this process: later replays start their
+    workers at once.
     """
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["__main__", "projections.rebuild"])
+    needed = {__name__, type(source).__module__, *(type(p).__module__ for g in groups for p in g)}
+    context.set_forkserver_preload(sorted(needed))
     positions = context.Array("q", len(groups))
     cpu = context.Array("d", len(groups))
     errors = context.Queue()
