@@ -1,6 +1,6 @@
 """The audit trail's queries: each public event's position, found by the columns auditors filter on.
 
-The positions come from the `timeline` table (`projections/history.py`), whose organization
+The positions come from the `timeline` table (`projections/timeline.py`), whose organization
 indexes serve these queries. No event content is read there: `GET /v1/audit/events` finds the
 positions of a page here, then reads those events from the log and describes them with
 `governance.published.describe`, exactly as the export does. So the API and the export give the

@@ -8,6 +8,7 @@ from governance.config import Settings
 
 # The application's name prefixes the PostgreSQL table: governance_events.
 EVENTS_TABLE = "governance_events"
+MAX_POSITION = 2**63 - 1  # log positions are PostgreSQL BIGINTs
 # The library's recorders plus the hash chain (governance.audit.seal): every event is sealed.
 POSTGRES_RECORDER_TOPIC = "governance.audit.seal:SealingPostgresRecorder"
 SQLITE_RECORDER_TOPIC = "governance.audit.seal:SealingSQLiteRecorder"

@@ -38,11 +38,11 @@ from projections.generations import (
     PostgresGenerations,
     SQLiteGenerations,
 )
-from projections.history import TimelineProjection
 from projections.listen import listen_for_events
 from projections.policy import SitePolicyProjection
 from projections.projector import Projector
 from projections.rebuild import Progress, Rebuilder
+from projections.timeline import TimelineProjection
 
 
 def all_projections() -> Sequence[Projection]:

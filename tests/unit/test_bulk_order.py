@@ -9,8 +9,8 @@ import pytest
 
 from projections import bulk
 from projections.base import Projection
-from projections.history import TimelineProjection
 from projections.store import Tx
+from projections.timeline import TimelineProjection
 
 
 class Recording(bulk.BulkTarget):

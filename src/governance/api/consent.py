@@ -23,12 +23,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from governance.api.access import installer_role, same_org
 from governance.api.deps import reach_position
 from governance.api.errors import ApiError
-from governance.api.params import MAX_POSITION
 from governance.api.schemas import ConsentDecision
 from governance.auth import Principal
 from governance.domain.consent import Decision, decide
 from governance.domain.grant import InstalledBy
 from governance.domain.site import AppList, UserInstalls
+from governance.eventstore import MAX_POSITION
 from governance.runtime import Runtime
 from projections.consent_inputs import ConsentInputs
 

@@ -11,10 +11,10 @@ from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from governance.api.errors import ApiError
-from governance.api.params import MAX_POSITION
 from governance.application import GovernanceApplication
 from governance.auth import InvalidToken, Principal
 from governance.domain.actor import Actor
+from governance.eventstore import MAX_POSITION
 from governance.runtime import Runtime
 from projections.store import ViewStore
 

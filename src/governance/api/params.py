@@ -9,7 +9,6 @@ from pydantic import StringConstraints
 from governance.api.errors import ApiError
 
 _ID = r"^[A-Za-z0-9._:-]+$"
-MAX_POSITION = 2**63 - 1  # log positions are PostgreSQL BIGINTs
 OrgId = Annotated[str, Path(min_length=1, max_length=128, pattern=_ID)]
 SiteId = Annotated[str, Path(min_length=1, max_length=128, pattern=_ID)]
 SiteIdQuery = Annotated[str, Query(min_length=1, max_length=128, pattern=_ID)]

@@ -23,11 +23,10 @@ from eventsourcing.persistence import PersistenceError
 
 from governance.audit.seal import RawReader
 from governance.config import Settings
+from governance.eventstore import MAX_POSITION
 from governance.relay.messages import Message, MessageWriter
 
 log = logging.getLogger(__name__)
-
-_END = 2**63 - 1  # no upper bound on the positions read
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,7 @@ class LocalPages:
         self.writer = writer
 
     def read(self, after: int, limit: int) -> Batch | None:
-        rows = self.recorder.select_raw(after, limit, _END)
+        rows = self.recorder.select_raw(after, limit, MAX_POSITION)
         if not rows:
             return None
         return Batch(list(self.writer(rows)), rows[-1][0], len(rows), len(rows) == limit)

@@ -11,8 +11,8 @@ from governance.api.deps import Views
 from governance.api.params import SiteId
 from governance.api.usecases import viewed_site_org
 from governance.web.pages import PagePrincipal, PageRoute, render
-from projections import history as history_view
 from projections import policy as policy_view
+from projections import timeline as timeline_view
 
 router = APIRouter(prefix="/admin/sites", route_class=PageRoute)
 
@@ -31,7 +31,7 @@ def history(
         org_id = viewed_site_org(tx, site_id, principal)
         require_admin_or_auditor(principal, org_id, site_id)
         policy = policy_view.get_policy(tx, site_id)
-        entries = history_view.site_history(tx, org_id, site_id, after, _PAGE)
+        entries = timeline_view.site_history(tx, org_id, site_id, after, _PAGE)
     return render(
         request,
         "history.html",

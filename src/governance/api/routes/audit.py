@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query
 
 from governance.api.deps import CurrentPrincipal, Governance, RuntimeDep, Views
 from governance.api.errors import ApiError, forbidden
-from governance.api.params import MAX_POSITION, Since, Until, check_period
+from governance.api.params import Since, Until, check_period
 from governance.api.schemas import (
     TEXT_PATTERN,
     AuditPage,
@@ -16,6 +16,7 @@ from governance.audit.scoped import for_organization
 from governance.audit.trail import records_at
 from governance.audit.verify import Head, chain_store, verify
 from governance.auth import Principal, Role
+from governance.eventstore import MAX_POSITION
 from governance.published import EVENT_TYPES
 from projections.audit import AuditFilter, audit_positions, org_holds
 

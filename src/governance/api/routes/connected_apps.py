@@ -7,7 +7,6 @@ from fastapi import APIRouter, Query, Response
 from governance.api.access import require_admin_or_auditor
 from governance.api.deps import CurrentActor, CurrentPrincipal, RuntimeDep, Views
 from governance.api.params import (
-    MAX_POSITION,
     AppIdPath,
     AsOf,
     Since,
@@ -24,8 +23,9 @@ from governance.api.schemas import (
 )
 from governance.api.usecases import remove_connected_app as remove
 from governance.api.usecases import viewed_site_org
+from governance.eventstore import MAX_POSITION
 from projections import connected_apps as apps_view
-from projections import history as history_view
+from projections import timeline as timeline_view
 
 router = APIRouter(prefix="/v1/sites/{site_id}", tags=["connected apps"])
 
@@ -77,7 +77,7 @@ def site_history(
     with views.read() as tx:
         org_id = viewed_site_org(tx, site_id, principal)
         require_admin_or_auditor(principal, org_id, site_id)
-        entries = history_view.site_history(tx, org_id, site_id, after, limit, since, until)
+        entries = timeline_view.site_history(tx, org_id, site_id, after, limit, since, until)
     return HistoryPage(
         site_id=site_id,
         events=[HistoryEntryPublic.model_validate(e, from_attributes=True) for e in entries],
